@@ -1,0 +1,99 @@
+package postern
+
+import "context"
+
+// TagSelector names a tag to delete. A nil Value deletes the key whatever its
+// value; a non-nil Value deletes it only when the value matches.
+type TagSelector struct {
+	Key   string
+	Value *string
+}
+
+// Store is the persistent state of a Postern control plane. Implementations
+// live in store/sqlite and store/postgres and pass store/storetest.
+//
+// Errors are *Error values: KindNotFound when a named thing does not exist,
+// KindExists for duplicates, KindConflict when a delete would orphan
+// something (IAM's DeleteConflict). Every method is safe for concurrent use.
+type Store interface {
+	// Meta is a small key/value table for settings shared by all replicas,
+	// such as the account id. PutMetaIfAbsent stores value unless key is
+	// set, and returns the value that is stored afterwards.
+	GetMeta(ctx context.Context, key string) (string, error)
+	PutMetaIfAbsent(ctx context.Context, key, value string) (string, error)
+
+	CreateUser(ctx context.Context, u *User) error
+	GetUser(ctx context.Context, name string) (*User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	// DeleteUser refuses (KindConflict) while the user has access keys,
+	// inline policies or group memberships.
+	DeleteUser(ctx context.Context, name string) error
+
+	// CreateAccessKey fails with KindNotFound when the user does not exist.
+	CreateAccessKey(ctx context.Context, k *AccessKey) error
+	GetAccessKey(ctx context.Context, id string) (*AccessKey, error)
+	ListAccessKeys(ctx context.Context, userName string) ([]AccessKey, error)
+	UpdateAccessKeyStatus(ctx context.Context, id string, status AccessKeyStatus) error
+	DeleteAccessKey(ctx context.Context, id string) error
+
+	CreateGroup(ctx context.Context, g *Group) error
+	GetGroup(ctx context.Context, name string) (*Group, error)
+	ListGroups(ctx context.Context) ([]Group, error)
+	// DeleteGroup refuses (KindConflict) while the group has members or
+	// inline policies.
+	DeleteGroup(ctx context.Context, name string) error
+	AddUserToGroup(ctx context.Context, group, user string) error
+	RemoveUserFromGroup(ctx context.Context, group, user string) error
+	ListGroupsForUser(ctx context.Context, user string) ([]Group, error)
+	ListGroupMembers(ctx context.Context, group string) ([]User, error)
+
+	// PutPolicy creates or replaces an inline policy; the owner must exist.
+	PutPolicy(ctx context.Context, p *InlinePolicy) error
+	GetPolicy(ctx context.Context, kind PolicyOwnerKind, owner, name string) (*InlinePolicy, error)
+	ListPolicies(ctx context.Context, kind PolicyOwnerKind, owner string) ([]InlinePolicy, error)
+	DeletePolicy(ctx context.Context, kind PolicyOwnerKind, owner, name string) error
+	// PoliciesForUser returns the user's inline policies and those of every
+	// group the user belongs to, in one call (it is on every request's path).
+	PoliciesForUser(ctx context.Context, user string) ([]InlinePolicy, error)
+
+	CreateVPC(ctx context.Context, v *VPC) error
+	GetVPC(ctx context.Context, id string) (*VPC, error)
+	// ListVPCs returns the VPCs with the given ids (all when ids is empty);
+	// an unknown id is KindNotFound.
+	ListVPCs(ctx context.Context, ids []string) ([]VPC, error)
+	// DeleteVPC refuses (KindConflict) while the VPC has subnets.
+	DeleteVPC(ctx context.Context, id string) error
+
+	// CreateSubnet fails with KindNotFound when the VPC does not exist.
+	CreateSubnet(ctx context.Context, s *Subnet) error
+	GetSubnet(ctx context.Context, id string) (*Subnet, error)
+	ListSubnets(ctx context.Context, ids []string) ([]Subnet, error)
+	// DeleteSubnet refuses (KindConflict) while instances that are not
+	// terminated are placed in it.
+	DeleteSubnet(ctx context.Context, id string) error
+
+	// PutInstance creates or replaces an instance (tags included).
+	PutInstance(ctx context.Context, i *Instance) error
+	GetInstance(ctx context.Context, id string) (*Instance, error)
+	ListInstances(ctx context.Context, ids []string) ([]Instance, error)
+
+	// CreateTags adds or overwrites tags on each resource (vpc-, subnet-
+	// or i- id); every resource must exist or nothing changes.
+	CreateTags(ctx context.Context, resourceIDs []string, tags []Tag) error
+	DeleteTags(ctx context.Context, resourceIDs []string, tags []TagSelector) error
+
+	// AppendAudit assigns rec.Seq, rec.PrevHash and rec.Hash (ChainHash) and
+	// stores the record atomically: concurrent appends form one chain.
+	AppendAudit(ctx context.Context, rec *AuditRecord) error
+	// LookupAudit returns records matching q, newest first.
+	LookupAudit(ctx context.Context, q AuditQuery) ([]AuditRecord, error)
+	// ScanAudit returns up to limit records with Seq >= from, in order.
+	ScanAudit(ctx context.Context, from int64, limit int) ([]AuditRecord, error)
+	PutAuditDigest(ctx context.Context, d *AuditDigest) error
+	// ListAuditDigests returns digests with Seq >= from, oldest first.
+	ListAuditDigests(ctx context.Context, from int64) ([]AuditDigest, error)
+
+	// Ping reports whether the store can serve requests.
+	Ping(ctx context.Context) error
+	Close() error
+}
