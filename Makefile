@@ -1,0 +1,45 @@
+# Postern — see README.md. `make test` is what CI runs (through .ci/run).
+GO          ?= go
+BIN         := bin/postern
+STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
+STATICCHECK_VERSION := v0.8.2
+
+.PHONY: build test unit lint fmt bench tools clean
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/postern
+
+# Everything CI checks: formatting, vet, staticcheck, module tidiness, and
+# every test (unit, store conformance, SigV4 oracle and vectors, policy
+# tables, audit tamper tests, end-to-end tests against a real server with
+# the AWS SDK for Go v2, boto3 and the aws CLI).
+test: lint build
+	$(GO) test -count=1 -timeout 15m ./...
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+lint: tools
+	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	@cp go.mod go.mod.tidy-check && cp go.sum go.sum.tidy-check; \
+	  $(GO) mod tidy; \
+	  if ! cmp -s go.mod go.mod.tidy-check || ! cmp -s go.sum go.sum.tidy-check; then \
+	    echo "go mod tidy changed go.mod/go.sum; run it and commit"; \
+	    mv go.mod.tidy-check go.mod; mv go.sum.tidy-check go.sum; exit 1; fi; \
+	  rm -f go.mod.tidy-check go.sum.tidy-check
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+tools:
+	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# Benchmarks: figures go to BENCHMARKS.md with the command and machine.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,72 @@
+// Package api serves Postern's AWS-compatible HTTP API: AWS JSON 1.1
+// (selected by X-Amz-Target) and the EC2 and IAM Query protocols (selected
+// by Action and Version) on one listener. Handlers are thin: decode,
+// authorize, call package authority, render. Every call is audited.
+package api
+
+import (
+	"crypto/ed25519"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/postern-dev/postern/audit"
+	"github.com/postern-dev/postern/authority"
+)
+
+// DefaultMaxBody is the largest request body accepted (1 MiB).
+const DefaultMaxBody = 1 << 20
+
+// Config wires a Server.
+type Config struct {
+	Authority *authority.Authority
+	Trail     *audit.Trail
+	// AuditKey is the public half of the key that signs audit digests;
+	// clients fetch it to verify the trail.
+	AuditKey ed25519.PublicKey
+	Logger   *slog.Logger
+	Metrics  *Metrics // may be nil
+	MaxBody  int64    // 0: DefaultMaxBody
+	Throttle ThrottleConfig
+}
+
+// Server is the http.Handler for the AWS-compatible API.
+type Server struct {
+	cfg      Config
+	auth     *authority.Authority
+	log      *slog.Logger
+	services map[string]*service // by JSON target prefix or Query version
+	throttle *throttle
+	now      func() time.Time
+}
+
+// New returns a Server.
+func New(cfg Config) *Server {
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	s := &Server{
+		cfg:      cfg,
+		auth:     cfg.Authority,
+		log:      cfg.Logger,
+		throttle: newThrottle(cfg.Throttle),
+		now:      time.Now,
+	}
+	s.services = map[string]*service{}
+	for _, svc := range []*service{s.ec2Service(), s.iamService(), s.trailService(), s.posternService()} {
+		s.services[svc.key] = svc
+	}
+	return s
+}
+
+// ServeHTTP answers one AWS API request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := newCall(s, w, r)
+	c.serve()
+}

@@ -1,0 +1,54 @@
+package authority
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
+	"regexp"
+	"strings"
+)
+
+// Resource id shapes. EC2 ids are a prefix and 17 lower-case hex digits.
+var (
+	instanceIDPattern = regexp.MustCompile(`^i-[0-9a-f]{8,17}$`)
+	vpcIDPattern      = regexp.MustCompile(`^vpc-[0-9a-f]{8,17}$`)
+	subnetIDPattern   = regexp.MustCompile(`^subnet-[0-9a-f]{8,17}$`)
+	accessKeyPattern  = regexp.MustCompile(`^AKIA[A-Z2-7]{16}$`)
+	iamNamePattern    = regexp.MustCompile(`^[\w+=,.@-]+$`)
+)
+
+// NewResourceID returns prefix + "-" + 17 random hex digits.
+func NewResourceID(prefix string) string {
+	var b [9]byte
+	mustRead(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])[:17]
+}
+
+// newUniqueID returns an IAM unique id: a four-letter prefix (AIDA for
+// users, AGPA for groups) and 17 upper-case base32 characters.
+func newUniqueID(prefix string) string {
+	var b [11]byte
+	mustRead(b[:])
+	return prefix + base32.StdEncoding.EncodeToString(b[:])[:17]
+}
+
+// newAccessKey returns an AKIA… id and a 40-character secret.
+func newAccessKey() (id, secret string) {
+	var b [10]byte
+	mustRead(b[:])
+	id = "AKIA" + base32.StdEncoding.EncodeToString(b[:])
+	var s [30]byte
+	mustRead(s[:])
+	secret = base64.StdEncoding.EncodeToString(s[:])
+	// Keep the secret copy-paste friendly: no characters a shell treats
+	// specially; base64 gives exactly 40 characters for 30 bytes.
+	secret = strings.NewReplacer("+", "A", "/", "z").Replace(secret)
+	return id, secret
+}
+
+func mustRead(b []byte) {
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/postern-dev/postern/api"
+	"github.com/postern-dev/postern/server"
+)
+
+// ServerConfig is the file form of `postern server`'s settings (JSON);
+// flags given on the command line win over the file.
+type ServerConfig struct {
+	Listen         string   `json:"listen"`
+	DataDir        string   `json:"dataDir"`
+	Region         string   `json:"region"`
+	Store          string   `json:"store"`
+	TLSCert        string   `json:"tlsCert"`
+	TLSKey         string   `json:"tlsKey"`
+	Hosts          []string `json:"hosts"`
+	ThrottleRate   float64  `json:"throttleRate"`
+	ThrottleBurst  int      `json:"throttleBurst"`
+	DigestInterval string   `json:"digestInterval"`
+	ShutdownGrace  string   `json:"shutdownGrace"`
+	LogLevel       string   `json:"logLevel"`
+	LogFormat      string   `json:"logFormat"`
+}
+
+// DefaultServerConfig returns the defaults of DESIGN.md.
+func (m *Main) DefaultServerConfig() ServerConfig {
+	return ServerConfig{
+		Listen:         "127.0.0.1:7443",
+		DataDir:        m.defaultDataDir(),
+		Region:         "us-east-1",
+		Store:          "sqlite",
+		ThrottleRate:   api.DefaultThrottle.Rate,
+		ThrottleBurst:  api.DefaultThrottle.Burst,
+		DigestInterval: "1m",
+		ShutdownGrace:  "30s",
+		LogLevel:       "info",
+		LogFormat:      "text",
+	}
+}
+
+// defaultDataDir is $POSTERN_DATA_DIR, else the XDG data directory.
+func (m *Main) defaultDataDir() string {
+	if d := m.Getenv("POSTERN_DATA_DIR"); d != "" {
+		return d
+	}
+	if d := m.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "postern")
+	}
+	return filepath.Join(m.Getenv("HOME"), ".local", "share", "postern")
+}
+
+// Validate checks the configuration and converts it for package server.
+func (c ServerConfig) Validate() (server.Config, *slog.HandlerOptions, error) {
+	out := server.Config{
+		Listen: c.Listen, DataDir: c.DataDir, Region: c.Region, Store: c.Store,
+		TLSCert: c.TLSCert, TLSKey: c.TLSKey, Hosts: c.Hosts,
+		Throttle: api.ThrottleConfig{Rate: c.ThrottleRate, Burst: c.ThrottleBurst},
+	}
+	var err error
+	if out.DigestInterval, err = time.ParseDuration(c.DigestInterval); err != nil || out.DigestInterval < time.Second {
+		return out, nil, fmt.Errorf("digest interval %q: must be a duration of at least 1s", c.DigestInterval)
+	}
+	if out.ShutdownGrace, err = time.ParseDuration(c.ShutdownGrace); err != nil || out.ShutdownGrace < 0 {
+		return out, nil, fmt.Errorf("shutdown grace %q: must be a duration", c.ShutdownGrace)
+	}
+	switch {
+	case c.DataDir == "":
+		return out, nil, fmt.Errorf("a data directory is required (--data-dir)")
+	case !validRegion(c.Region):
+		return out, nil, fmt.Errorf("region %q is not a region name like us-east-1", c.Region)
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return out, nil, fmt.Errorf("--tls-cert and --tls-key go together")
+	case c.ThrottleRate < 0 || c.ThrottleBurst < 0:
+		return out, nil, fmt.Errorf("throttle rate and burst must not be negative")
+	case c.LogFormat != "text" && c.LogFormat != "json":
+		return out, nil, fmt.Errorf("log format %q: use text or json", c.LogFormat)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return out, nil, fmt.Errorf("log level %q: use debug, info, warn or error", c.LogLevel)
+	}
+	if abs, err := filepath.Abs(c.DataDir); err == nil {
+		out.DataDir = abs
+	}
+	return out, &slog.HandlerOptions{Level: level}, nil
+}
+
+func validRegion(r string) bool {
+	parts := strings.Split(r, "-")
+	if len(parts) < 3 || len(r) > 32 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" {
+			return false
+		}
+		for _, ch := range p {
+			if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func runServer(ctx context.Context, m *Main, args []string) error {
+	cfg := m.DefaultServerConfig()
+	fs := m.newFlagSet("server", "server [flags]",
+		"postern server --data-dir ./postern-data --listen 127.0.0.1:7443\n"+
+			"eval \"$(postern env --data-dir ./postern-data)\" && aws ec2 describe-vpcs")
+	configFile := fs.String("config", "", "JSON config `file` (keys as the flags, in camelCase); flags win")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "`address` to serve HTTPS on")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "`directory` for the database, keys, certificates and admin credentials (env POSTERN_DATA_DIR)")
+	fs.StringVar(&cfg.Region, "region", cfg.Region, "AWS region name this server answers as")
+	fs.StringVar(&cfg.Store, "store", cfg.Store, "storage backend: sqlite (embedded)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate `file` to serve instead of the generated one")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key `file` for --tls-cert")
+	hosts := fs.String("hosts", "", "comma-separated extra DNS names or IPs for the generated certificate")
+	fs.Float64Var(&cfg.ThrottleRate, "throttle-rate", cfg.ThrottleRate, "requests per second allowed per access key (0: unlimited)")
+	fs.IntVar(&cfg.ThrottleBurst, "throttle-burst", cfg.ThrottleBurst, "burst allowed per access key")
+	fs.StringVar(&cfg.DigestInterval, "digest-interval", cfg.DigestInterval, "how often the server signs an audit digest")
+	fs.StringVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long in-flight requests may finish after SIGTERM")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
+	if err := fs.parse(args, false); err != nil {
+		return err
+	}
+	if *configFile != "" {
+		if err := applyConfigFile(fs.FlagSet, *configFile, &cfg); err != nil {
+			return err
+		}
+	}
+	if *hosts != "" {
+		cfg.Hosts = append(cfg.Hosts, strings.Split(*hosts, ",")...)
+	}
+	scfg, logOpts, err := cfg.Validate()
+	if err != nil {
+		return err
+	}
+	var h slog.Handler = slog.NewTextHandler(m.Stderr, logOpts)
+	if cfg.LogFormat == "json" {
+		h = slog.NewJSONHandler(m.Stderr, logOpts)
+	}
+	logger := slog.New(h)
+	srv, err := server.Open(ctx, scfg, logger, func(msg string) { fmt.Fprintln(m.Stdout, msg) })
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "Postern server listening on %s (region %s, account %s)\n", srv.Info().URL, srv.Info().Region, srv.Info().Account)
+	return srv.Serve(ctx)
+}
+
+// applyConfigFile loads a JSON config file under the flags: a value from
+// the file is used only where the flag was not set on the command line.
+func applyConfigFile(fs *flag.FlagSet, path string, cfg *ServerConfig) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	flagged := *cfg
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(cfg); err != nil {
+		return fmt.Errorf("config file %s: %v", path, err)
+	}
+	// Restore what the command line said.
+	for name, dst := range map[string]func(){
+		"listen":          func() { cfg.Listen = flagged.Listen },
+		"data-dir":        func() { cfg.DataDir = flagged.DataDir },
+		"region":          func() { cfg.Region = flagged.Region },
+		"store":           func() { cfg.Store = flagged.Store },
+		"tls-cert":        func() { cfg.TLSCert = flagged.TLSCert },
+		"tls-key":         func() { cfg.TLSKey = flagged.TLSKey },
+		"throttle-rate":   func() { cfg.ThrottleRate = flagged.ThrottleRate },
+		"throttle-burst":  func() { cfg.ThrottleBurst = flagged.ThrottleBurst },
+		"digest-interval": func() { cfg.DigestInterval = flagged.DigestInterval },
+		"shutdown-grace":  func() { cfg.ShutdownGrace = flagged.ShutdownGrace },
+		"log-level":       func() { cfg.LogLevel = flagged.LogLevel },
+		"log-format":      func() { cfg.LogFormat = flagged.LogFormat },
+	} {
+		if set[name] {
+			dst()
+		}
+	}
+	return nil
+}

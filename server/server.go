@@ -1,0 +1,317 @@
+// Package server assembles a Postern control plane: store, keys, TLS, the
+// AWS-compatible API, health and metrics endpoints, audit digests, and a
+// graceful shutdown.
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/api"
+	"github.com/postern-dev/postern/atomicfile"
+	"github.com/postern-dev/postern/audit"
+	"github.com/postern-dev/postern/authority"
+	"github.com/postern-dev/postern/keyfile"
+	"github.com/postern-dev/postern/pki"
+	"github.com/postern-dev/postern/seal"
+	"github.com/postern-dev/postern/store/sqlite"
+)
+
+// Files in the data directory.
+const (
+	CredentialsFile = "admin.credentials" // AWS shared-credentials format
+	InfoFile        = "server.json"       // how clients reach this server
+	dbFile          = "postern.db"
+	sealKeyFile     = "secrets.key"
+	auditKeyFile    = "audit.key"
+	AuditPubFile    = "audit.pub"
+	// CredentialsProfile is the profile name in CredentialsFile.
+	CredentialsProfile = "postern-admin"
+)
+
+// Config is a server's configuration; the command layer fills it from
+// flags and a config file and validates it.
+type Config struct {
+	Listen         string   // host:port
+	DataDir        string   //
+	Region         string   //
+	Store          string   // "sqlite"
+	TLSCert        string   // optional PEM files; default: own CA
+	TLSKey         string   //
+	Hosts          []string // extra names for the generated certificate
+	Throttle       api.ThrottleConfig
+	DigestInterval time.Duration // how often audit digests are signed
+	ShutdownGrace  time.Duration // how long in-flight requests may finish
+}
+
+// Info is what InfoFile holds: enough for `postern env` to point clients
+// at this server.
+type Info struct {
+	URL      string `json:"url"`
+	Region   string `json:"region"`
+	Account  string `json:"account"`
+	CABundle string `json:"caBundle,omitempty"`
+}
+
+// Server is a running control plane.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	store    postern.Store
+	auth     *authority.Authority
+	trail    *audit.Trail
+	http     *http.Server
+	listener net.Listener
+	info     Info
+	draining atomic.Bool
+}
+
+// Open prepares a server: data directory, store, keys, admin user, TLS and
+// listener. Messages for the operator go to out.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)) (_ *Server, err error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	s := &Server{cfg: cfg, log: logger}
+	defer func() {
+		if err != nil && s.store != nil {
+			s.store.Close()
+		}
+	}()
+	if cfg.Store != "sqlite" {
+		return nil, fmt.Errorf("store %q is not supported; use sqlite", cfg.Store)
+	}
+	s.store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, dbFile), sqlite.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	sealer, err := seal.LoadOrCreate(filepath.Join(cfg.DataDir, sealKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("secrets key: %w", err)
+	}
+	account, err := s.store.PutMetaIfAbsent(ctx, "account_id", newAccountID())
+	if err != nil {
+		return nil, fmt.Errorf("account id: %w", err)
+	}
+	auditKey, err := keyfile.LoadOrCreateEd25519(filepath.Join(cfg.DataDir, auditKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("audit signing key: %w", err)
+	}
+	auditPub := auditKey.Public().(ed25519.PublicKey)
+	if err := keyfile.WritePublic(filepath.Join(cfg.DataDir, AuditPubFile), auditPub); err != nil {
+		return nil, fmt.Errorf("audit public key: %w", err)
+	}
+	s.auth = authority.New(authority.Config{Region: cfg.Region, Account: account}, s.store, sealer, logger)
+	s.trail = audit.NewTrail(s.store, auditKey, logger)
+
+	if err := s.bootstrapAdmin(ctx, out); err != nil {
+		return nil, err
+	}
+
+	host, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
+	}
+	tlsCfg, caBundle, err := s.tlsConfig(host)
+	if err != nil {
+		return nil, err
+	}
+	s.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	if port == "0" {
+		_, port, _ = net.SplitHostPort(s.listener.Addr().String())
+	}
+	s.info = Info{URL: "https://" + net.JoinHostPort(clientHost(host), port), Region: cfg.Region, Account: account, CABundle: caBundle}
+	if err := writeJSONFile(filepath.Join(cfg.DataDir, InfoFile), s.info, 0o644); err != nil {
+		s.listener.Close()
+		return nil, err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	apiHandler := api.New(api.Config{
+		Authority: s.auth, Trail: s.trail, AuditKey: auditPub, Logger: logger,
+		Metrics: api.NewMetrics(reg), Throttle: cfg.Throttle,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/", apiHandler)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.http = &http.Server{
+		Handler:           mux,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Info returns how clients reach the server.
+func (s *Server) Info() Info { return s.info }
+
+// Serve answers requests until ctx is done, then drains: /readyz turns
+// false, no new connections are accepted, and in-flight requests get up to
+// ShutdownGrace to finish. A final audit digest is signed before the store
+// closes.
+func (s *Server) Serve(ctx context.Context) error {
+	digestCtx, stopDigests := context.WithCancel(context.WithoutCancel(ctx))
+	digestsDone := make(chan struct{})
+	go func() {
+		defer close(digestsDone)
+		s.trail.RunDigests(digestCtx, s.cfg.DigestInterval)
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.http.ServeTLS(s.listener, "", "") }()
+	s.log.Info("serving", "url", s.info.URL, "region", s.info.Region, "account", s.info.Account)
+
+	var err error
+	select {
+	case err = <-serveErr:
+	case <-ctx.Done():
+		s.draining.Store(true)
+		s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace)
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+		err = s.http.Shutdown(sctx)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			s.http.Close()
+			err = fmt.Errorf("in-flight requests did not finish within %s", s.cfg.ShutdownGrace)
+		}
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	stopDigests()
+	<-digestsDone
+	if cerr := s.store.Close(); err == nil {
+		err = cerr
+	}
+	s.log.Info("stopped")
+	return err
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// bootstrapAdmin creates the admin user on first start, writes its key to
+// the credentials file and audits the creation.
+func (s *Server) bootstrapAdmin(ctx context.Context, out func(string)) error {
+	key, secret, err := s.auth.EnsureAdmin(ctx)
+	if err != nil || key == nil {
+		return err
+	}
+	path := filepath.Join(s.cfg.DataDir, CredentialsFile)
+	content := fmt.Sprintf("[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\nregion = %s\n",
+		CredentialsProfile, key.ID, secret, s.cfg.Region)
+	if err := atomicfile.Write(path, []byte(content), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = s.trail.Record(ctx, &audit.Event{
+		EventSource: "iam.amazonaws.com", EventName: "CreateUser", AWSRegion: s.cfg.Region,
+		SourceIPAddress:   "postern.internal",
+		UserIdentity:      audit.UserIdentity{Type: "AWSService", PrincipalID: "postern-bootstrap"},
+		RequestParameters: map[string]any{"userName": "admin", "policyName": authority.AdminPolicyName},
+		ResponseElements:  map[string]any{"accessKeyId": key.ID},
+		RequestID:         "bootstrap", EventType: "AwsServiceEvent", RecipientAccountID: s.auth.Config().Account,
+		Resources: []audit.Resource{{ARN: s.auth.UserARN("admin"), AccountID: s.auth.Config().Account, Type: "AWS::IAM::User"}},
+	})
+	if err != nil {
+		return fmt.Errorf("audit the admin bootstrap: %w", err)
+	}
+	out(fmt.Sprintf("Created the admin user; its access key is in %s (profile %s).\nPoint AWS tools at this server with:  eval \"$(postern env --data-dir %s)\"", path, CredentialsProfile, s.cfg.DataDir))
+	return nil
+}
+
+func (s *Server) tlsConfig(host string) (*tls.Config, string, error) {
+	var cert tls.Certificate
+	var caBundle string
+	var err error
+	if s.cfg.TLSCert != "" {
+		cert, err = tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return nil, "", fmt.Errorf("load TLS certificate: %w", err)
+		}
+	} else {
+		hosts := []string{"localhost", "127.0.0.1"}
+		if host != "" && host != "0.0.0.0" && host != "::" && host != "localhost" && host != "127.0.0.1" {
+			hosts = append([]string{host}, hosts...)
+		}
+		hosts = append(hosts, s.cfg.Hosts...)
+		cert, caBundle, err = pki.EnsureServerCert(s.cfg.DataDir, hosts, time.Now())
+		if err != nil {
+			return nil, "", fmt.Errorf("TLS certificate: %w", err)
+		}
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, caBundle, nil
+}
+
+// clientHost is the host clients should dial for a listen host.
+func clientHost(host string) string {
+	switch host {
+	case "", "0.0.0.0", "::":
+		return "127.0.0.1"
+	}
+	return host
+}
+
+// newAccountID returns 12 random decimal digits, not starting with 0.
+func newAccountID() string {
+	n, err := rand.Int(rand.Reader, big.NewInt(9e11))
+	if err != nil {
+		panic(err)
+	}
+	return fmt.Sprintf("%012d", n.Int64()+1e11)
+}
+
+// ReadInfo reads InfoFile from a data directory.
+func ReadInfo(dataDir string) (Info, error) {
+	var info Info
+	b, err := os.ReadFile(filepath.Join(dataDir, InfoFile))
+	if err != nil {
+		return info, fmt.Errorf("%w (has a server been started with --data-dir %s?)", err, dataDir)
+	}
+	return info, json.Unmarshal(b, &info)
+}
+
+func writeJSONFile(path string, v any, mode os.FileMode) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, append(b, '\n'), mode)
+}
