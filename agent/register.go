@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/postern-dev/postern/agentproto"
+	"github.com/postern-dev/postern/atomicfile"
+)
+
+// RegisterRequest is what an agent sends to register.
+type RegisterRequest struct {
+	ActivationID   string            `json:"activationId"`
+	ActivationCode string            `json:"activationCode"`
+	PublicKey      ed25519.PublicKey `json:"publicKey"`
+	Report         agentproto.Report `json:"report"`
+}
+
+// RegisterResponse is the server's answer.
+type RegisterResponse struct {
+	InstanceID    string            `json:"instanceId"`
+	KeySigningKey ed25519.PublicKey `json:"keySigningKey"`
+	Region        string            `json:"region"`
+	Account       string            `json:"account"`
+}
+
+// RegisterError is the server's refusal.
+type RegisterError struct {
+	Code    string `json:"__type"`
+	Message string `json:"Message"`
+}
+
+func (e *RegisterError) Error() string { return e.Code + ": " + e.Message }
+
+// Registration says where and how to register.
+type Registration struct {
+	Server         string // https://host:port
+	ActivationID   string
+	ActivationCode string
+	CABundle       string // PEM, may be empty
+	StateDir       string
+	HelperConfig   string // where to write the helper's pinned facts
+	SocketPath     string
+	Facts          Facts
+}
+
+// Register creates this host's identity (its private key never leaves the
+// host), registers it with an activation and pins the server's key-signing
+// key. It refuses to overwrite an existing registration.
+func Register(ctx context.Context, r Registration) (*State, error) {
+	if _, _, err := LoadState(r.StateDir); err == nil {
+		return nil, fmt.Errorf("this host is already registered (%s); deregister it first or use another --state-dir", r.StateDir)
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	hc, err := httpClient(r.CABundle)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(RegisterRequest{ActivationID: r.ActivationID, ActivationCode: r.ActivationCode, PublicKey: pub, Report: r.Facts.Collect()})
+	url := strings.TrimSuffix(r.Server, "/") + RegisterPath
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var re RegisterError
+		if json.Unmarshal(b, &re) == nil && re.Code != "" {
+			return nil, &re
+		}
+		return nil, fmt.Errorf("server answered %s", resp.Status)
+	}
+	var rr RegisterResponse
+	if err := json.Unmarshal(b, &rr); err != nil || rr.InstanceID == "" || len(rr.KeySigningKey) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("server answered an unusable registration")
+	}
+	st := &State{InstanceID: rr.InstanceID, Servers: []string{strings.TrimSuffix(r.Server, "/")}, Region: rr.Region,
+		Account: rr.Account, KeySigningKey: rr.KeySigningKey, CABundle: r.CABundle}
+	if err := SaveState(r.StateDir, st, priv); err != nil {
+		return nil, err
+	}
+	if r.HelperConfig != "" {
+		if err := WriteHelperConfig(r.HelperConfig, HelperConfig{InstanceID: st.InstanceID, KeySigningKey: st.KeySigningKey, Socket: r.SocketPath}); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// DefaultHelperConfig is where the sshd helper reads what it pins.
+const DefaultHelperConfig = "/etc/postern/helper.json"
+
+// HelperConfig is what the sshd helper needs and may read as an
+// unprivileged user: whose records to accept and where to ask. It holds no
+// secret.
+type HelperConfig struct {
+	InstanceID    string            `json:"instanceId"`
+	KeySigningKey ed25519.PublicKey `json:"keySigningKey"`
+	Socket        string            `json:"socket"`
+}
+
+// WriteHelperConfig writes cfg world-readable, in a directory only root
+// may change.
+func WriteHelperConfig(path string, cfg HelperConfig) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, append(b, '\n'), 0o644)
+}
+
+// ReadHelperConfig reads the helper's pinned facts.
+func ReadHelperConfig(path string) (HelperConfig, error) {
+	var cfg HelperConfig
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, err
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return cfg, err
+	}
+	if cfg.InstanceID == "" || len(cfg.KeySigningKey) != ed25519.PublicKeySize || cfg.Socket == "" {
+		return cfg, fmt.Errorf("%s is incomplete", path)
+	}
+	return cfg, nil
+}
