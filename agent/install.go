@@ -1,0 +1,216 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+
+	"github.com/postern-dev/postern/atomicfile"
+)
+
+// Installer sets a host up for Postern in one step, and takes it down
+// again. Paths are fields so that tests can aim it at a scratch tree.
+type Installer struct {
+	Binary       string // the running postern binary, copied to LibexecPath
+	LibexecPath  string // "/usr/local/libexec/postern" (sshd insists on a root-owned path)
+	SSHDConfig   string // "/etc/ssh/sshd_config", checked with sshd -t
+	DropIn       string // "/etc/ssh/sshd_config.d/60-postern.conf"
+	Unit         string // "/etc/systemd/system/postern-agent.service"
+	HelperUser   string // "postern": the locked system user sshd runs the helper as
+	HelperConfig string // DefaultHelperConfig
+	Force        bool   // replace an AuthorizedKeysCommand configured elsewhere
+	Out          io.Writer
+	// Run runs a command; tests replace it. Nil means exec.
+	Run func(ctx context.Context, name string, args ...string) ([]byte, error)
+}
+
+// DefaultInstaller returns the paths of a Debian-like host.
+func DefaultInstaller(binary string, out io.Writer) *Installer {
+	return &Installer{
+		Binary: binary, LibexecPath: "/usr/local/libexec/postern", SSHDConfig: "/etc/ssh/sshd_config",
+		DropIn: "/etc/ssh/sshd_config.d/60-postern.conf", Unit: "/etc/systemd/system/postern-agent.service",
+		HelperUser: "postern", HelperConfig: DefaultHelperConfig, Out: out,
+	}
+}
+
+func (in *Installer) run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	if in.Run != nil {
+		return in.Run(ctx, name, args...)
+	}
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return out, nil
+}
+
+func (in *Installer) say(format string, args ...any) {
+	if in.Out != nil {
+		fmt.Fprintf(in.Out, format+"\n", args...)
+	}
+}
+
+// DropInContent is the sshd configuration the installer writes.
+func (in *Installer) DropInContent() string {
+	return "# Written by 'postern agent install'; 'postern agent install --uninstall' removes it.\n" +
+		"AuthorizedKeysCommand " + in.LibexecPath + " authorized-keys --config " + in.HelperConfig + " %u %f\n" +
+		"AuthorizedKeysCommandUser " + in.HelperUser + "\n"
+}
+
+// Install creates the helper user, installs the binary, configures sshd
+// (checked with sshd -t before sshd is reloaded) and the agent's unit.
+func (in *Installer) Install(ctx context.Context) error {
+	// sshd refuses to even check its configuration without its privilege
+	// separation directory, which only a booted systemd creates.
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		return err
+	}
+	if err := in.checkNoOtherCommand(ctx); err != nil {
+		return err
+	}
+	if _, err := user.Lookup(in.HelperUser); err != nil {
+		// A system account with no home, no shell and a locked password.
+		if _, err := in.run(ctx, "useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+			"--shell", "/usr/sbin/nologin", in.HelperUser); err != nil {
+			return err
+		}
+		in.say("created the locked system user %s", in.HelperUser)
+	}
+	if err := in.copyBinary(); err != nil {
+		return err
+	}
+	previous, hadPrevious := readIfExists(in.DropIn)
+	if err := os.MkdirAll(filepath.Dir(in.DropIn), 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(in.DropIn, []byte(in.DropInContent()), 0o644); err != nil {
+		return err
+	}
+	if _, err := in.run(ctx, "sshd", "-t", "-f", in.SSHDConfig); err != nil {
+		// Leave sshd's configuration as it was.
+		if hadPrevious {
+			_ = atomicfile.Write(in.DropIn, previous, 0o644)
+		} else {
+			_ = os.Remove(in.DropIn)
+		}
+		return fmt.Errorf("sshd rejected the new configuration, which was removed again: %w", err)
+	}
+	in.say("configured sshd: %s", in.DropIn)
+	if err := in.writeUnit(); err != nil {
+		return err
+	}
+	in.reloadServices(ctx, true)
+	return nil
+}
+
+// Uninstall removes what Install added (the helper user stays: files it
+// may own would be orphaned otherwise).
+func (in *Installer) Uninstall(ctx context.Context) error {
+	for _, p := range []string{in.DropIn, in.Unit, in.LibexecPath} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if _, err := in.run(ctx, "sshd", "-t", "-f", in.SSHDConfig); err != nil {
+		return fmt.Errorf("sshd's configuration does not check after removal: %w", err)
+	}
+	in.reloadServices(ctx, false)
+	in.say("removed the sshd configuration, the agent unit and %s", in.LibexecPath)
+	return nil
+}
+
+// checkNoOtherCommand refuses to replace an AuthorizedKeysCommand that
+// something else configured, unless forced.
+func (in *Installer) checkNoOtherCommand(ctx context.Context) error {
+	out, err := in.run(ctx, "sshd", "-T", "-f", in.SSHDConfig, "-C", "user=root,host=localhost,addr=127.0.0.1")
+	if err != nil {
+		return fmt.Errorf("cannot read sshd's effective configuration: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		v, ok := strings.CutPrefix(sc.Text(), "authorizedkeyscommand ")
+		if !ok || v == "none" || strings.HasPrefix(v, in.LibexecPath+" ") {
+			continue
+		}
+		if !in.Force {
+			return fmt.Errorf("sshd already runs another AuthorizedKeysCommand (%s); rerun with --force to replace it", v)
+		}
+		in.say("replacing the AuthorizedKeysCommand %s (--force)", v)
+	}
+	return nil
+}
+
+func (in *Installer) copyBinary() error {
+	src, err := os.ReadFile(in.Binary)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(in.LibexecPath), 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(in.LibexecPath, src, 0o755); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Chown(in.LibexecPath, 0, 0); err != nil {
+			return err
+		}
+	}
+	in.say("installed %s", in.LibexecPath)
+	return nil
+}
+
+func (in *Installer) writeUnit() error {
+	unit := `[Unit]
+Description=Postern agent (keyless SSH)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart=` + in.LibexecPath + ` agent run
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+`
+	if err := os.MkdirAll(filepath.Dir(in.Unit), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.Write(in.Unit, []byte(unit), 0o644)
+}
+
+// reloadServices reloads sshd and (de)activates the agent unit where
+// systemd runs; elsewhere it says what to do.
+func (in *Installer) reloadServices(ctx context.Context, enable bool) {
+	if _, err := os.Stat("/run/systemd/system"); err != nil {
+		in.say("systemd is not running here: reload sshd yourself and start 'postern agent run' under your supervisor")
+		return
+	}
+	if _, err := in.run(ctx, "systemctl", "daemon-reload"); err != nil {
+		in.say("warning: %v", err)
+	}
+	if _, err := in.run(ctx, "systemctl", "reload-or-restart", "ssh"); err != nil {
+		in.say("warning: %v", err)
+	}
+	verb := "enable"
+	if !enable {
+		verb = "disable"
+	}
+	if _, err := in.run(ctx, "systemctl", verb, "--now", "postern-agent"); err != nil {
+		in.say("warning: %v", err)
+	}
+}
+
+func readIfExists(path string) ([]byte, bool) {
+	b, err := os.ReadFile(path)
+	return b, err == nil
+}
