@@ -203,8 +203,8 @@ func (c *call) authorize(action, resource string, keys map[string][]string) erro
 	if c.extra == nil {
 		c.extra = map[string]any{}
 	}
-	decisions, _ := c.extra["authorization"].([]map[string]any)
-	c.extra["authorization"] = append(decisions, map[string]any{
+	decisions, _ := c.extra["policyDecisions"].([]map[string]any)
+	c.extra["policyDecisions"] = append(decisions, map[string]any{
 		"action": action, "resource": resource, "decision": d.Effect.String(),
 		"policy": d.PolicyName, "sid": d.Sid,
 	})
