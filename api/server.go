@@ -28,6 +28,9 @@ type Config struct {
 	Metrics  *Metrics // may be nil
 	MaxBody  int64    // 0: DefaultMaxBody
 	Throttle ThrottleConfig
+	// KeyPush enables SendSSHPublicKey; without a Pusher the operation
+	// is not offered.
+	KeyPush KeyPush
 }
 
 // Server is the http.Handler for the AWS-compatible API.
@@ -59,7 +62,11 @@ func New(cfg Config) *Server {
 		now:      time.Now,
 	}
 	s.services = map[string]*service{}
-	for _, svc := range []*service{s.ec2Service(), s.iamService(), s.trailService(), s.posternService()} {
+	svcs := []*service{s.ec2Service(), s.iamService(), s.trailService(), s.posternService()}
+	if cfg.KeyPush.Pusher != nil {
+		svcs = append(svcs, s.eicService())
+	}
+	for _, svc := range svcs {
 		s.services[svc.key] = svc
 	}
 	return s

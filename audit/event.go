@@ -28,8 +28,9 @@ type Resource struct {
 
 // Event is one audit record in CloudTrail's shape. RequestParameters and
 // ResponseElements must never hold a secret: callers redact before
-// recording. AdditionalEventData carries Postern-specific facts (the policy
-// decision, tunnel byte counts, …).
+// recording, and Trail.Record hides any field whose name looks secret
+// (IsSecretName) as a second line of defence. AdditionalEventData carries
+// Postern-specific facts (the policy decisions, tunnel byte counts, …).
 type Event struct {
 	EventVersion        string         `json:"eventVersion"`
 	EventTime           time.Time      `json:"eventTime"`

@@ -1,15 +1,14 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,233 +16,158 @@ import (
 	"github.com/postern-dev/postern/keyfile"
 )
 
-// Store is what the trail needs from a postern.Store.
+// Store is the part of postern.Store that a Trail uses.
 type Store interface {
+	// AppendAudit assigns rec.Seq, rec.PrevHash and rec.Hash and stores
+	// the record; concurrent appends form one chain.
 	AppendAudit(ctx context.Context, rec *postern.AuditRecord) error
+	// LookupAudit returns records matching q, newest first. A Trail asks
+	// it for the newest record only.
+	LookupAudit(ctx context.Context, q postern.AuditQuery) ([]postern.AuditRecord, error)
+	// ScanAudit returns up to limit records with Seq >= from, in order.
 	ScanAudit(ctx context.Context, from int64, limit int) ([]postern.AuditRecord, error)
 	PutAuditDigest(ctx context.Context, d *postern.AuditDigest) error
+	// ListAuditDigests returns digests with Seq >= from, oldest first.
 	ListAuditDigests(ctx context.Context, from int64) ([]postern.AuditDigest, error)
 }
 
-// Trail writes events and signs digests.
+var _ Store = postern.Store(nil)
+
+// Trail records audit events and signs digests of the chain they form. The
+// store holds the chain and the digests, so a restarted server, or several
+// replicas sharing one store, work as one; what a Trail keeps in memory
+// only sharpens the checks Digest makes. A Trail is safe for concurrent use.
 type Trail struct {
-	store Store
+	st    Store
 	key   ed25519.PrivateKey
+	pub   ed25519.PublicKey
 	keyID string
 	log   *slog.Logger
-	now   func() time.Time
+	now   func() time.Time // time.Now; a field so that tests can set the clock
 
-	mu       sync.Mutex
-	lastSeq  int64 // highest seq this trail appended
-	lastHash []byte
-	signed   int64 // highest seq covered by a digest this trail signed
+	mu   sync.Mutex           // serializes Digest
+	last *postern.AuditDigest // the newest digest (by time) known to be ours, or nil
+
+	amu      sync.Mutex // guards appended; never held during I/O
+	appended struct {
+		seq  int64
+		hash []byte
+	} // the newest record this Trail appended
 }
 
-// NewTrail returns a trail that appends to st and signs digests with key.
+// NewTrail returns a Trail that appends to st and signs digests with key.
+// A nil logger discards. NewTrail panics when key is not an Ed25519
+// private key: that is a bug in the caller, not a condition to handle.
 func NewTrail(st Store, key ed25519.PrivateKey, logger *slog.Logger) *Trail {
+	if len(key) != ed25519.PrivateKeySize {
+		panic("audit: NewTrail needs an Ed25519 private key")
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Trail{store: st, key: key, keyID: keyfile.KeyID(key.Public().(ed25519.PublicKey)), log: logger, now: time.Now}
+	pub := key.Public().(ed25519.PublicKey)
+	return &Trail{st: st, key: key, pub: pub, keyID: keyfile.KeyID(pub), log: logger, now: time.Now}
 }
 
-// PublicKey returns the digest-signing public key.
-func (t *Trail) PublicKey() ed25519.PublicKey { return t.key.Public().(ed25519.PublicKey) }
+// PublicKey returns the key that verifies the Trail's digests.
+func (t *Trail) PublicKey() ed25519.PublicKey { return t.pub }
 
-// Redacted replaces the value of fields whose names look secret.
-const Redacted = "HIDDEN_DUE_TO_SECURITY_REASONS"
+// KeyID returns the id of the key that signs the Trail's digests, as it
+// appears in each digest's KeyID.
+func (t *Trail) KeyID() string { return t.keyID }
 
-// secretWords are the field-name fragments that mark a secret.
-var secretWords = []string{"secret", "password", "privatekey", "private_key", "sessiontoken", "session_token",
-	"activationcode", "activation_code", "signature", "authorization", "passphrase", "totp"}
-
-func secretName(k string) bool {
-	k = strings.ToLower(k)
-	for _, w := range secretWords {
-		if strings.Contains(k, w) {
-			return true
-		}
-	}
-	return false
-}
-
-// redact returns a copy of v with secret-looking fields hidden.
-func redact(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, val := range x {
-			if secretName(k) {
-				out[k] = Redacted
-			} else {
-				out[k] = redact(val)
-			}
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, val := range x {
-			out[i] = redact(val)
-		}
-		return out
-	case []map[string]any:
-		out := make([]any, len(x))
-		for i, val := range x {
-			out[i] = redact(val)
-		}
-		return out
-	}
-	return v
-}
-
-func redactMap(m map[string]any) map[string]any {
-	if m == nil {
-		return nil
-	}
-	return redact(m).(map[string]any)
-}
-
-// Record completes ev (version, id, time), hides secret-looking fields,
-// and appends it to the chain. An error means the event was not stored:
-// the caller must fail the call it describes.
+// Record completes ev (EventVersion, EventID and EventTime when they are
+// empty; EventTime in UTC), redacts it, and appends it to the trail. The
+// stored record is returned with its sequence number and hash.
+//
+// Secret-looking fields of RequestParameters, ResponseElements and
+// AdditionalEventData are recorded as Redacted; ev's maps are not changed.
+//
+// An error is a postern KindInternal error: the caller must fail the
+// request it was auditing, because a call never succeeds unaudited.
 func (t *Trail) Record(ctx context.Context, ev *Event) (*postern.AuditRecord, error) {
 	if ev.EventVersion == "" {
 		ev.EventVersion = EventVersion
 	}
 	if ev.EventID == "" {
-		ev.EventID = newUUID()
+		id, err := newEventID()
+		if err != nil {
+			return nil, postern.Internal(err, "the audit trail could not be written")
+		}
+		ev.EventID = id
 	}
 	if ev.EventTime.IsZero() {
 		ev.EventTime = t.now()
 	}
 	ev.EventTime = ev.EventTime.UTC()
-	ev.RequestParameters = redactMap(ev.RequestParameters)
-	ev.ResponseElements = redactMap(ev.ResponseElements)
-	ev.AdditionalEventData = redactMap(ev.AdditionalEventData)
-	body, err := json.Marshal(ev)
+
+	body, err := marshalEvent(ev)
 	if err != nil {
-		return nil, postern.Internal(err, "cannot encode the audit event")
+		t.log.Error("audit event cannot be encoded", "event", ev.EventName, "requestId", ev.RequestID, "err", err)
+		return nil, postern.Internal(err, "the audit trail could not be written")
 	}
 	rec := &postern.AuditRecord{
-		EventID: ev.EventID, EventTime: ev.EventTime, EventName: ev.EventName, EventSource: ev.EventSource,
-		UserName: ev.UserIdentity.UserName, AccessKeyID: ev.UserIdentity.AccessKeyID, ErrorCode: ev.ErrorCode, Body: body,
+		EventID:     ev.EventID,
+		EventTime:   ev.EventTime,
+		EventName:   ev.EventName,
+		EventSource: ev.EventSource,
+		UserName:    ev.UserIdentity.UserName,
+		AccessKeyID: ev.UserIdentity.AccessKeyID,
+		ErrorCode:   ev.ErrorCode,
+		Body:        body,
 	}
 	for _, r := range ev.Resources {
-		rec.Resources = append(rec.Resources, r.ARN)
+		if r.ARN != "" {
+			rec.Resources = append(rec.Resources, r.ARN)
+		}
 	}
-	if err := t.store.AppendAudit(ctx, rec); err != nil {
-		return nil, postern.Internal(err, "cannot store the audit record")
+	if err := t.st.AppendAudit(ctx, rec); err != nil {
+		t.log.Error("audit append failed", "event", ev.EventName, "eventId", ev.EventID, "requestId", ev.RequestID, "err", err)
+		return nil, postern.Internal(err, "the audit trail could not be written")
 	}
-	t.mu.Lock()
-	if rec.Seq > t.lastSeq {
-		t.lastSeq, t.lastHash = rec.Seq, rec.Hash
+	t.amu.Lock()
+	if rec.Seq > t.appended.seq {
+		t.appended.seq, t.appended.hash = rec.Seq, bytes.Clone(rec.Hash)
 	}
-	t.mu.Unlock()
+	t.amu.Unlock()
 	return rec, nil
 }
 
-// DigestMessage is the exact byte string a digest's signature covers.
-func DigestMessage(d postern.AuditDigest) []byte {
-	m := []byte("postern-audit-digest-v1\n")
-	m = binary.BigEndian.AppendUint64(m, uint64(d.Seq))
-	m = append(m, d.Hash...)
-	m = binary.BigEndian.AppendUint64(m, uint64(d.Time.UnixNano()))
-	return append(m, d.KeyID...)
+// marshalEvent returns the canonical JSON of ev with its secrets hidden.
+// encoding/json is deterministic: struct fields in declaration order, map
+// keys sorted.
+func marshalEvent(ev *Event) ([]byte, error) {
+	e := *ev // shallow: the maps are replaced, not changed
+	var err error
+	if e.RequestParameters, err = redactMap(ev.RequestParameters); err != nil {
+		return nil, fmt.Errorf("requestParameters: %w", err)
+	}
+	if e.ResponseElements, err = redactMap(ev.ResponseElements); err != nil {
+		return nil, fmt.Errorf("responseElements: %w", err)
+	}
+	if e.AdditionalEventData, err = redactMap(ev.AdditionalEventData); err != nil {
+		return nil, fmt.Errorf("additionalEventData: %w", err)
+	}
+	return json.Marshal(&e)
 }
 
-// Digest signs the latest record this trail knows of, unless a digest
-// already covers it (then it returns nil, nil). On a fresh start it reads
-// the chain's tail from the store.
-func (t *Trail) Digest(ctx context.Context) (*postern.AuditDigest, error) {
-	t.mu.Lock()
-	seq, hash, signed := t.lastSeq, t.lastHash, t.signed
-	t.mu.Unlock()
-	if seq == 0 {
-		var err error
-		if seq, hash, err = t.tail(ctx); err != nil || seq == 0 {
-			return nil, err
-		}
+// newEventID returns a random (version 4) UUID.
+func newEventID() (string, error) {
+	var u [16]byte
+	if _, err := rand.Read(u[:]); err != nil {
+		return "", err
 	}
-	if signed == 0 {
-		ds, err := t.store.ListAuditDigests(ctx, 0)
-		if err != nil {
-			return nil, err
-		}
-		if len(ds) > 0 {
-			signed = ds[len(ds)-1].Seq
-		}
-	}
-	if seq <= signed {
-		return nil, nil
-	}
-	d := &postern.AuditDigest{Seq: seq, Hash: hash, Time: t.now().UTC(), KeyID: t.keyID}
-	d.Signature = ed25519.Sign(t.key, DigestMessage(*d))
-	if err := t.store.PutAuditDigest(ctx, d); err != nil {
-		return nil, err
-	}
-	t.mu.Lock()
-	if seq > t.signed {
-		t.signed = seq
-	}
-	t.mu.Unlock()
-	return d, nil
-}
-
-// tail finds the last record of the chain by scanning from the newest
-// digest onwards.
-func (t *Trail) tail(ctx context.Context) (int64, []byte, error) {
-	from := int64(1)
-	ds, err := t.store.ListAuditDigests(ctx, 0)
-	if err != nil {
-		return 0, nil, err
-	}
-	if len(ds) > 0 {
-		from = ds[len(ds)-1].Seq
-	}
-	var seq int64
-	var hash []byte
-	for {
-		recs, err := t.store.ScanAudit(ctx, from, 1000)
-		if err != nil {
-			return 0, nil, err
-		}
-		if len(recs) == 0 {
-			return seq, hash, nil
-		}
-		last := recs[len(recs)-1]
-		seq, hash, from = last.Seq, last.Hash, last.Seq+1
-	}
-}
-
-// RunDigests signs a digest every interval until ctx is done, and a final
-// one then.
-func (t *Trail) RunDigests(ctx context.Context, interval time.Duration) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if _, err := t.Digest(fctx); err != nil {
-				t.log.Error("final audit digest failed", "err", err)
-			}
-			cancel()
-			return
-		case <-tick.C:
-			if _, err := t.Digest(ctx); err != nil {
-				t.log.Error("audit digest failed", "err", err)
-			}
-		}
-	}
-}
-
-func newUUID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return fmt.Sprintf("%s-%s-%s-%s-%s", h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+	var s [36]byte
+	hex.Encode(s[0:8], u[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], u[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], u[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], u[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], u[10:])
+	return string(s[:]), nil
 }

@@ -1,0 +1,124 @@
+package api
+
+import (
+	"context"
+	"crypto/ed25519"
+	"regexp"
+	"time"
+
+	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/audit"
+	"github.com/postern-dev/postern/authority"
+	"github.com/postern-dev/postern/keyrecord"
+	"github.com/postern-dev/postern/sshkey"
+)
+
+// KeyPusher delivers a signed key record to an instance's agent and
+// returns once the agent acknowledged it.
+type KeyPusher interface {
+	Push(ctx context.Context, instanceID string, rec keyrecord.Signed) error
+}
+
+// KeyPush configures SendSSHPublicKey.
+type KeyPush struct {
+	Pusher   KeyPusher
+	Signer   ed25519.PrivateKey // the key-signing key agents pinned
+	Lifetime time.Duration      // how long a pushed key lives (60 s)
+	Timeout  time.Duration      // how long to wait for the agent's acknowledgement
+}
+
+func (s *Server) eicService() *service {
+	return &service{
+		key: ec2InstanceConnectTarget, proto: protoJSON, signingName: "ec2-instance-connect",
+		eventSource: "ec2-instance-connect.amazonaws.com",
+		ops: map[string]*operation{
+			"SendSSHPublicKey": {handle: sendSSHPublicKey},
+		},
+	}
+}
+
+var (
+	eicInstanceID = regexp.MustCompile(`^i-[a-f0-9]+$`)
+	// osUserPattern is the InstanceOSUser pattern of the EIC API: a Linux
+	// user name.
+	osUserPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9@._-]{0,30}[A-Za-z0-9$_-]?$`)
+)
+
+func eicInvalid(format string, args ...any) error {
+	return postern.CodedErrorf(postern.KindInvalid, "InvalidArgsException", format, args...)
+}
+
+type sendSSHPublicKeyRequest struct {
+	InstanceID       string `json:"InstanceId"`
+	InstanceOSUser   string
+	SSHPublicKey     string
+	AvailabilityZone string
+}
+
+func sendSSHPublicKey(c *call) (any, error) {
+	kp := c.s.cfg.KeyPush
+	var req sendSSHPublicKeyRequest
+	if err := c.decodeJSON(&req); err != nil {
+		return nil, err
+	}
+	switch {
+	case len(req.InstanceID) < 10 || len(req.InstanceID) > 32 || !eicInstanceID.MatchString(req.InstanceID):
+		return nil, eicInvalid("InstanceId %q is not an instance id (i- followed by hexadecimal digits, 10 to 32 characters)", truncate(req.InstanceID, 40))
+	case req.InstanceOSUser == "":
+		return nil, eicInvalid("InstanceOSUser is required")
+	case len(req.InstanceOSUser) > 32 || !osUserPattern.MatchString(req.InstanceOSUser):
+		return nil, eicInvalid("InstanceOSUser %q is not a valid Linux user name", truncate(req.InstanceOSUser, 40))
+	}
+	key, err := sshkey.Parse(req.SSHPublicKey)
+	if err != nil {
+		// Whatever was sent may be a private key pasted by mistake: it
+		// must not reach the audit trail.
+		c.params["SSHPublicKey"] = audit.Redacted
+		return nil, err
+	}
+	arn := c.s.auth.EC2ARN("instance", req.InstanceID)
+	inst, lookupErr := c.s.auth.Store().GetInstance(c.ctx, req.InstanceID)
+	if lookupErr != nil && !postern.IsKind(lookupErr, postern.KindNotFound) {
+		return nil, lookupErr
+	}
+	keys := map[string][]string{"ec2:osuser": {req.InstanceOSUser}}
+	if inst != nil {
+		for k, v := range authority.ResourceTagContext(inst.Tags) {
+			keys[k] = v
+		}
+	}
+	c.extra = map[string]any{"keyFingerprint": key.Fingerprint, "keyType": key.Type}
+	// Authorize before saying whether the instance exists: a caller with
+	// no rights learns nothing about the inventory.
+	if err := c.authorize("ec2-instance-connect:SendSSHPublicKey", arn, keys); err != nil {
+		return nil, err
+	}
+	if inst == nil {
+		return nil, postern.CodedErrorf(postern.KindNotFound, "EC2InstanceNotFoundException", "Instance %s was not found", req.InstanceID)
+	}
+	if inst.State != postern.InstanceRunning && inst.State != postern.InstancePending {
+		return nil, postern.CodedErrorf(postern.KindConflict, "EC2InstanceStateInvalidException", "Instance %s is %s; keys can be pushed only to running instances", inst.ID, inst.State)
+	}
+	now := c.s.now().UTC()
+	rec := keyrecord.Record{
+		InstanceID: inst.ID, OSUser: req.InstanceOSUser, Key: key.Line, Fingerprint: key.Fingerprint,
+		RequestID: c.id, Caller: c.principal.ARN, IssuedAt: now, ExpiresAt: now.Add(kp.Lifetime),
+	}
+	signed, err := keyrecord.Sign(rec, kp.Signer)
+	if err != nil {
+		return nil, postern.Internal(err, "cannot sign the key record")
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, kp.Timeout)
+	defer cancel()
+	if err := kp.Pusher.Push(ctx, inst.ID, signed); err != nil {
+		c.s.log.Warn("key push failed", "request_id", c.id, "instance", inst.ID, "err", err)
+		return nil, postern.CodedErrorf(postern.KindUnavailable, "EC2InstanceUnavailableException",
+			"The agent of instance %s did not confirm the key in time; it may be offline. Nothing was installed.", inst.ID)
+	}
+	c.extra["keyExpiresAt"] = rec.ExpiresAt.Format(time.RFC3339)
+	c.response = map[string]any{"success": true}
+	return struct {
+		RequestID string `json:"RequestId"`
+		Success   bool
+	}{c.id, true}, nil
+}
