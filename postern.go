@@ -105,6 +105,14 @@ type Instance struct {
 	Tags       []Tag
 	LaunchTime time.Time
 	LastSeen   time.Time
+
+	// Set by the agent: its Ed25519 public key (its identity), the
+	// activation it registered with, and what it reports.
+	AgentKey     []byte
+	ActivationID string
+	OS           string   // e.g. "Debian GNU/Linux 12 (bookworm)"
+	HostKeys     []string // sshd host keys, "type base64"
+	SSHPort      int
 }
 
 // Name returns the value of the instance's Name tag, or "".

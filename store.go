@@ -1,6 +1,9 @@
 package postern
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // TagSelector names a tag to delete. A nil Value deletes the key whatever its
 // value; a non-nil Value deletes it only when the value matches.
@@ -76,6 +79,26 @@ type Store interface {
 	PutInstance(ctx context.Context, i *Instance) error
 	GetInstance(ctx context.Context, id string) (*Instance, error)
 	ListInstances(ctx context.Context, ids []string) ([]Instance, error)
+
+	// UpdateInstanceFacts records what the agent reports (state, addresses,
+	// host keys, last seen) without touching tags or launch time.
+	UpdateInstanceFacts(ctx context.Context, id string, f InstanceFacts) error
+	// SetInstanceState sets an instance's state and, when lastSeen is not
+	// zero, its last-seen time.
+	SetInstanceState(ctx context.Context, id, state string, lastSeen time.Time) error
+	// StopSilentInstances marks running or pending instances whose agents
+	// were last seen before cutoff as stopped, and returns their ids.
+	StopSilentInstances(ctx context.Context, cutoff time.Time) ([]string, error)
+
+	CreateActivation(ctx context.Context, a *Activation) error
+	GetActivation(ctx context.Context, id string) (*Activation, error)
+	ListActivations(ctx context.Context) ([]Activation, error)
+	DeleteActivation(ctx context.Context, id string) error
+	// RegisterInstance stores inst as registered through activation id and
+	// counts the registration, atomically: an unknown activation is
+	// KindNotFound, an expired one KindConflict, one whose limit is
+	// reached KindLimit, and none of these changes anything.
+	RegisterInstance(ctx context.Context, activationID string, now time.Time, inst *Instance) error
 
 	// CreateTags adds or overwrites tags on each resource (vpc-, subnet-
 	// or i- id); every resource must exist or nothing changes.

@@ -196,7 +196,7 @@ func (c *call) authenticate() error {
 // authorize checks the caller's policies for action on resource and notes
 // the resource and the decision for the audit record.
 func (c *call) authorize(action, resource string, keys map[string][]string) error {
-	if resource != "*" {
+	if !strings.ContainsAny(resource, "*?") {
 		c.addResource(resource)
 	}
 	d, err := c.s.auth.Authorize(c.ctx, c.principal, authority.Access{Action: action, Resource: resource, Context: keys}, c.env)

@@ -62,7 +62,7 @@ func New(cfg Config) *Server {
 		now:      time.Now,
 	}
 	s.services = map[string]*service{}
-	svcs := []*service{s.ec2Service(), s.iamService(), s.trailService(), s.posternService()}
+	svcs := []*service{s.ec2Service(), s.iamService(), s.trailService(), s.posternService(), s.ssmService()}
 	if cfg.KeyPush.Pusher != nil {
 		svcs = append(svcs, s.eicService())
 	}

@@ -40,9 +40,10 @@ func (s *Server) posternService() *service {
 		key: posternTarget, proto: protoJSON, signingName: "postern",
 		eventSource: "postern.amazonaws.com",
 		ops: map[string]*operation{
-			"ExportAuditRecords": {readOnly: true, handle: exportAuditRecords},
-			"ListAuditDigests":   {readOnly: true, handle: listAuditDigests},
-			"GetAuditPublicKey":  {readOnly: true, handle: getAuditPublicKey},
+			"ExportAuditRecords":     {readOnly: true, handle: exportAuditRecords},
+			"ListAuditDigests":       {readOnly: true, handle: listAuditDigests},
+			"GetAuditPublicKey":      {readOnly: true, handle: getAuditPublicKey},
+			"GetInstanceConnectInfo": {readOnly: true, handle: getInstanceConnectInfo},
 		},
 	}
 }

@@ -272,7 +272,9 @@ func testBoto3(t *testing.T, s *server, labVPC string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(py, script)
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, script)
 	cmd.Dir = t.TempDir()
 	cmd.Env = cleanEnv(t.TempDir(), s.Env)
 	out, err := cmd.Output()
@@ -306,7 +308,9 @@ func testBoto3(t *testing.T, s *server, labVPC string) {
 // testAWSCLI runs `aws ec2 describe-vpcs` configured only by `postern env`.
 func testAWSCLI(t *testing.T, s *server, labVPC string) {
 	awsCLI := requireAWSCLI(t)
-	cmd := exec.Command(awsCLI, "ec2", "describe-vpcs")
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, awsCLI, "ec2", "describe-vpcs")
 	cmd.Dir = t.TempDir()
 	cmd.Env = cleanEnv(t.TempDir(), s.Env)
 	out, err := cmd.Output()

@@ -55,6 +55,9 @@ const (
 	cloudTrailTarget = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101"
 	posternTarget    = "Postern_20261101"
 
+	// commandTimeout bounds every client command a test runs.
+	commandTimeout = 2 * time.Minute
+
 	// ciHint ends every message about a missing tool.
 	ciHint = ".ci/run should install it"
 )
@@ -265,7 +268,7 @@ func (s *server) Stop(t *testing.T) {
 		select {
 		case <-s.exited:
 			if s.exitErr != nil {
-				s.stopCheck = fmt.Errorf("postern server exited with %v after SIGTERM", s.exitErr)
+				s.stopCheck = fmt.Errorf("postern server exited with %v; want exit status 0", s.exitErr)
 			}
 		case <-time.After(30 * time.Second):
 			_ = s.cmd.Process.Kill()
@@ -297,9 +300,10 @@ func readCredentials(t *testing.T, path string) (id, secret string) {
 	if err != nil {
 		t.Fatalf("read admin credentials: %v", err)
 	}
-	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("%s: mode %v, want 0600 (err %v)", path, fi.Mode().Perm(), err)
+	if fi, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: mode %v, want 0600", path, fi.Mode().Perm())
 	}
 	in := false
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -330,7 +334,9 @@ func readCredentials(t *testing.T, path string) (id, secret string) {
 // returns its stdout, stderr and exit status.
 func postern(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(posternBin, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, posternBin, args...)
 	cmd.Env = cleanEnv(t.TempDir(), env)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -25,6 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/agent"
+	"github.com/postern-dev/postern/agenthub"
 	"github.com/postern-dev/postern/api"
 	"github.com/postern-dev/postern/atomicfile"
 	"github.com/postern-dev/postern/audit"
@@ -42,6 +44,7 @@ const (
 	dbFile          = "postern.db"
 	sealKeyFile     = "secrets.key"
 	auditKeyFile    = "audit.key"
+	kskFile         = "keysigning.key" // signs key records; agents pin its public half
 	AuditPubFile    = "audit.pub"
 	// CredentialsProfile is the profile name in CredentialsFile.
 	CredentialsProfile = "postern-admin"
@@ -60,6 +63,35 @@ type Config struct {
 	Throttle       api.ThrottleConfig
 	DigestInterval time.Duration // how often audit digests are signed
 	ShutdownGrace  time.Duration // how long in-flight requests may finish
+
+	KeyLifetime       time.Duration // how long a pushed SSH key lives (60 s)
+	PushTimeout       time.Duration // how long a push waits for the agent (10 s)
+	HeartbeatInterval time.Duration // how often agents report in (20 s)
+	AgentTimeout      time.Duration // silence after which an instance is stopped (90 s)
+}
+
+// Defaults of the agent-related settings.
+const (
+	DefaultKeyLifetime       = 60 * time.Second
+	DefaultPushTimeout       = 10 * time.Second
+	DefaultHeartbeatInterval = 20 * time.Second
+	DefaultAgentTimeout      = 90 * time.Second
+)
+
+// setDefaults fills zero durations so that a Config built in code works.
+func (c *Config) setDefaults() {
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{
+		{&c.KeyLifetime, DefaultKeyLifetime}, {&c.PushTimeout, DefaultPushTimeout},
+		{&c.HeartbeatInterval, DefaultHeartbeatInterval}, {&c.AgentTimeout, DefaultAgentTimeout},
+		{&c.DigestInterval, time.Minute}, {&c.ShutdownGrace, 30 * time.Second},
+	} {
+		if *d.v <= 0 {
+			*d.v = d.def
+		}
+	}
 }
 
 // Info is what InfoFile holds: enough for `postern env` to point clients
@@ -82,6 +114,12 @@ type Server struct {
 	listener net.Listener
 	info     Info
 	draining atomic.Bool
+	ksk      ed25519.PrivateKey
+	hub      *agenthub.Hub
+	// baseCtx lives as long as the server; agent sessions hang off it
+	// rather than off their HTTP request.
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
 }
 
 // Open prepares a server: data directory, store, keys, admin user, TLS and
@@ -90,6 +128,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	cfg.setDefaults()
 	s := &Server{cfg: cfg, log: logger}
 	defer func() {
 		if err != nil && s.store != nil {
@@ -121,6 +160,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 	}
 	s.auth = authority.New(authority.Config{Region: cfg.Region, Account: account}, s.store, sealer, logger)
 	s.trail = audit.NewTrail(s.store, auditKey, logger)
+	if s.ksk, err = keyfile.LoadOrCreateEd25519(filepath.Join(cfg.DataDir, kskFile)); err != nil {
+		return nil, fmt.Errorf("key-signing key: %w", err)
+	}
+	s.baseCtx, s.cancelBase = context.WithCancel(context.WithoutCancel(ctx))
+	s.hub = s.newHub()
 
 	if err := s.bootstrapAdmin(ctx, out); err != nil {
 		return nil, err
@@ -152,9 +196,12 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 	apiHandler := api.New(api.Config{
 		Authority: s.auth, Trail: s.trail, AuditKey: auditPub, Logger: logger,
 		Metrics: api.NewMetrics(reg), Throttle: cfg.Throttle,
+		KeyPush: api.KeyPush{Pusher: s.hub, Signer: s.ksk, Lifetime: cfg.KeyLifetime, Timeout: cfg.PushTimeout},
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/", apiHandler)
+	mux.HandleFunc("POST "+agent.RegisterPath, s.handleRegister)
+	mux.HandleFunc("GET "+agent.ConnectPath, s.handleConnect)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -184,6 +231,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		defer close(digestsDone)
 		s.trail.RunDigests(digestCtx, s.cfg.DigestInterval)
 	}()
+	go s.reapSilentAgents(digestCtx)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.ServeTLS(s.listener, "", "") }()
 	s.log.Info("serving", "url", s.info.URL, "region", s.info.Region, "account", s.info.Account)
@@ -205,6 +253,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
+	s.cancelBase() // ends agent sessions, which Shutdown does not wait for
 	stopDigests()
 	<-digestsDone
 	if cerr := s.store.Close(); err == nil {

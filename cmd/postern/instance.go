@@ -13,6 +13,7 @@ import (
 func instanceCommands() []subcommand {
 	return []subcommand{
 		{"list", "list instances", apiRunner(runInstanceList)},
+		{"deregister", "terminate instances: their agents may no longer connect", apiRunner(runInstanceDeregister)},
 	}
 }
 
@@ -69,4 +70,26 @@ func ec2TagValue(tags []ec2types.Tag, key string) string {
 		}
 	}
 	return ""
+}
+
+func runInstanceDeregister(ctx context.Context, m *Main, args []string) error {
+	fs := m.newClientFlagSet("instance deregister", "instance deregister INSTANCE_ID…", "postern instance deregister i-0123456789abcdef0")
+	ids, err := fs.parseArgs(args)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return usagef("instance deregister: name at least one instance id")
+	}
+	cfg, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := client.CallJSON(ctx, cfg, ssmTarget, "ssm", "DeregisterManagedInstance", map[string]string{"InstanceId": id}, nil); err != nil {
+			return err
+		}
+		m.done(fs, "deregistered %s (terminated)", id)
+	}
+	return nil
 }

@@ -31,6 +31,8 @@ type ServerConfig struct {
 	ShutdownGrace  string   `json:"shutdownGrace"`
 	LogLevel       string   `json:"logLevel"`
 	LogFormat      string   `json:"logFormat"`
+	KeyLifetime    string   `json:"keyLifetime"`
+	AgentTimeout   string   `json:"agentTimeout"`
 }
 
 // DefaultServerConfig returns the defaults of DESIGN.md.
@@ -46,6 +48,8 @@ func (m *Main) DefaultServerConfig() ServerConfig {
 		ShutdownGrace:  "30s",
 		LogLevel:       "info",
 		LogFormat:      "text",
+		KeyLifetime:    server.DefaultKeyLifetime.String(),
+		AgentTimeout:   server.DefaultAgentTimeout.String(),
 	}
 }
 
@@ -73,6 +77,12 @@ func (c ServerConfig) Validate() (server.Config, *slog.HandlerOptions, error) {
 	}
 	if out.ShutdownGrace, err = time.ParseDuration(c.ShutdownGrace); err != nil || out.ShutdownGrace < 0 {
 		return out, nil, fmt.Errorf("shutdown grace %q: must be a duration", c.ShutdownGrace)
+	}
+	if out.KeyLifetime, err = time.ParseDuration(c.KeyLifetime); err != nil || out.KeyLifetime < time.Second || out.KeyLifetime > time.Hour {
+		return out, nil, fmt.Errorf("key lifetime %q: must be a duration between 1s and 1h", c.KeyLifetime)
+	}
+	if out.AgentTimeout, err = time.ParseDuration(c.AgentTimeout); err != nil || out.AgentTimeout < 4*time.Second {
+		return out, nil, fmt.Errorf("agent timeout %q: must be a duration of at least 4s", c.AgentTimeout)
 	}
 	switch {
 	case c.DataDir == "":
@@ -131,6 +141,8 @@ func runServer(ctx context.Context, m *Main, args []string) error {
 	fs.IntVar(&cfg.ThrottleBurst, "throttle-burst", cfg.ThrottleBurst, "burst allowed per access key")
 	fs.StringVar(&cfg.DigestInterval, "digest-interval", cfg.DigestInterval, "how often the server signs an audit digest")
 	fs.StringVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long in-flight requests may finish after SIGTERM")
+	fs.StringVar(&cfg.KeyLifetime, "key-lifetime", cfg.KeyLifetime, "how long a pushed SSH public key stays usable")
+	fs.StringVar(&cfg.AgentTimeout, "agent-timeout", cfg.AgentTimeout, "how long an agent may be silent before its instance is marked stopped")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
 	if err := fs.parse(args, false); err != nil {
@@ -190,6 +202,8 @@ func applyConfigFile(fs *flag.FlagSet, path string, cfg *ServerConfig) error {
 		"shutdown-grace":  func() { cfg.ShutdownGrace = flagged.ShutdownGrace },
 		"log-level":       func() { cfg.LogLevel = flagged.LogLevel },
 		"log-format":      func() { cfg.LogFormat = flagged.LogFormat },
+		"key-lifetime":    func() { cfg.KeyLifetime = flagged.KeyLifetime },
+		"agent-timeout":   func() { cfg.AgentTimeout = flagged.AgentTimeout },
 	} {
 		if set[name] {
 			dst()

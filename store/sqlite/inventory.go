@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -313,12 +314,12 @@ func (s *Store) DeleteSubnet(ctx context.Context, id string) error {
 // Instances.
 
 const instanceQuery = `SELECT i.id, i.state, i.hostname, i.platform, i.private_ip, i.public_ip, i.vpc_id, i.subnet_id,
-	i.launch_time, i.last_seen, t.key, t.value
+	i.launch_time, i.last_seen, i.agent_key, i.activation_id, i.os, i.host_keys, i.ssh_port, t.key, t.value
 	FROM instances i LEFT JOIN tags t ON t.resource_id = i.id`
 
 func instanceDest(i *postern.Instance) []any {
 	return []any{&i.ID, &i.State, &i.Hostname, &i.Platform, &i.PrivateIP, &i.PublicIP, &i.VPCID, &i.SubnetID,
-		timeCol{&i.LaunchTime}, timeCol{&i.LastSeen}}
+		timeCol{&i.LaunchTime}, timeCol{&i.LastSeen}, &i.AgentKey, &i.ActivationID, &i.OS, jsonCol{&i.HostKeys}, &i.SSHPort}
 }
 func instanceID(i *postern.Instance) string           { return i.ID }
 func instanceTags(i *postern.Instance) *[]postern.Tag { return &i.Tags }
@@ -326,6 +327,10 @@ func instanceTags(i *postern.Instance) *[]postern.Tag { return &i.Tags }
 // PutInstance creates or replaces an instance; its tags become exactly
 // i.Tags.
 func (s *Store) PutInstance(ctx context.Context, i *postern.Instance) error {
+	return s.writeTx(ctx, "store an instance", func(tx *sql.Tx) error { return putInstance(ctx, tx, i) })
+}
+
+func putInstance(ctx context.Context, tx *sql.Tx, i *postern.Instance) error {
 	if i == nil || !strings.HasPrefix(i.ID, instanceKind.prefix) {
 		return postern.Invalidf("an instance needs an id starting with %s", instanceKind.prefix)
 	}
@@ -337,22 +342,27 @@ func (s *Store) PutInstance(ctx context.Context, i *postern.Instance) error {
 	if err != nil {
 		return err
 	}
-	return s.writeTx(ctx, "store an instance", func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO instances
-			(id, state, hostname, platform, private_ip, public_ip, vpc_id, subnet_id, launch_time, last_seen)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET state = excluded.state, hostname = excluded.hostname,
-				platform = excluded.platform, private_ip = excluded.private_ip, public_ip = excluded.public_ip,
-				vpc_id = excluded.vpc_id, subnet_id = excluded.subnet_id, launch_time = excluded.launch_time,
-				last_seen = excluded.last_seen`,
-			i.ID, i.State, i.Hostname, i.Platform, i.PrivateIP, i.PublicIP, i.VPCID, i.SubnetID, launch, seen); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM tags WHERE resource_id = ?`, i.ID); err != nil {
-			return err
-		}
-		return insertTags(ctx, tx, i.ID, i.Tags)
-	})
+	hostKeys, _ := json.Marshal(nonNil(i.HostKeys))
+	if i.AgentKey == nil {
+		i.AgentKey = []byte{}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO instances
+		(id, state, hostname, platform, private_ip, public_ip, vpc_id, subnet_id, launch_time, last_seen,
+		 agent_key, activation_id, os, host_keys, ssh_port)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET state = excluded.state, hostname = excluded.hostname,
+			platform = excluded.platform, private_ip = excluded.private_ip, public_ip = excluded.public_ip,
+			vpc_id = excluded.vpc_id, subnet_id = excluded.subnet_id, launch_time = excluded.launch_time,
+			last_seen = excluded.last_seen, agent_key = excluded.agent_key, activation_id = excluded.activation_id,
+			os = excluded.os, host_keys = excluded.host_keys, ssh_port = excluded.ssh_port`,
+		i.ID, i.State, i.Hostname, i.Platform, i.PrivateIP, i.PublicIP, i.VPCID, i.SubnetID, launch, seen,
+		i.AgentKey, i.ActivationID, i.OS, string(hostKeys), i.SSHPort); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tags WHERE resource_id = ?`, i.ID); err != nil {
+		return err
+	}
+	return insertTags(ctx, tx, i.ID, i.Tags)
 }
 
 // GetInstance returns one instance with its tags.

@@ -136,15 +136,18 @@ func TestSchemaTooNew(t *testing.T) {
 func TestMigrationsApplyAtomically(t *testing.T) {
 	ctx := context.Background()
 	s := openTemp(t, Options{})
-	fsys := fstest.MapFS{
-		"migrations/0001_init.sql":   {Data: []byte("CREATE TABLE IF NOT EXISTS users (x)")},
-		"migrations/0002_more.sql":   {Data: []byte("CREATE TABLE extra (a INTEGER); CREATE TABLE extra2 (b INTEGER);")},
-		"migrations/0003_broken.sql": {Data: []byte("CREATE TABLE extra3 (c INTEGER); THIS IS NOT SQL;")},
+	// The real migrations are already applied; the test adds two more.
+	v := SchemaVersion()
+	fsys := fstest.MapFS{}
+	for i := 1; i <= v; i++ {
+		fsys[fmt.Sprintf("migrations/%04d_real.sql", i)] = &fstest.MapFile{Data: []byte("SELECT 1")}
 	}
-	// The database is at version 1; 2 applies, 3 fails, and neither
-	// stays.
+	moreName, brokenName := fmt.Sprintf("migrations/%04d_more.sql", v+1), fmt.Sprintf("migrations/%04d_broken.sql", v+2)
+	fsys[moreName] = &fstest.MapFile{Data: []byte("CREATE TABLE extra (a INTEGER); CREATE TABLE extra2 (b INTEGER);")}
+	fsys[brokenName] = &fstest.MapFile{Data: []byte("CREATE TABLE extra3 (c INTEGER); THIS IS NOT SQL;")}
+	// v+1 applies, v+2 fails, and neither stays.
 	err := migrateWith(ctx, s.w, fsys)
-	if err == nil || !strings.Contains(err.Error(), "0003_broken") {
+	if err == nil || !strings.Contains(err.Error(), "_broken") {
 		t.Fatalf("broken migration: err = %v, want one naming it", err)
 	}
 	var n int
@@ -154,16 +157,16 @@ func TestMigrationsApplyAtomically(t *testing.T) {
 	if n != 0 {
 		t.Errorf("%d tables of a failed migration run remain", n)
 	}
-	if err := s.w.QueryRow(`SELECT max(version) FROM schema_migrations`).Scan(&n); err != nil || n != 1 {
-		t.Errorf("schema version after a failed run = %d (%v), want 1", n, err)
+	if err := s.w.QueryRow(`SELECT max(version) FROM schema_migrations`).Scan(&n); err != nil || n != v {
+		t.Errorf("schema version after a failed run = %d (%v), want %d", n, err, v)
 	}
 	// Without the broken step both statements of 0002 apply.
-	delete(fsys, "migrations/0003_broken.sql")
+	delete(fsys, brokenName)
 	if err := migrateWith(ctx, s.w, fsys); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.w.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name IN ('extra', 'extra2')`).Scan(&n); err != nil || n != 2 {
-		t.Errorf("after migration 0002: %d of its 2 tables (%v)", n, err)
+		t.Errorf("after migration %s: %d of its 2 tables (%v)", moreName, n, err)
 	}
 }
 
