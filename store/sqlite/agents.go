@@ -38,7 +38,7 @@ func (s *Store) UpdateInstanceFacts(ctx context.Context, id string, f postern.In
 	hostKeys, _ := json.Marshal(nonNil(f.HostKeys))
 	return s.writeTx(ctx, "update an instance", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE instances SET state = ?, hostname = ?, platform = ?, os = ?, private_ip = ?,
-			public_ip = ?, vpc_id = ?, subnet_id = ?, host_keys = host_keys||?, ssh_port = ?, last_seen = ? WHERE id = ?`,
+			public_ip = ?, vpc_id = ?, subnet_id = ?, host_keys = ?, ssh_port = ?, last_seen = ? WHERE id = ?`,
 			f.State, f.Hostname, f.Platform, f.OS, f.PrivateIP, f.PublicIP, f.VPCID, f.SubnetID, string(hostKeys), f.SSHPort, seen, id)
 		return changed(res, err, instanceKind.notFound(id))
 	})

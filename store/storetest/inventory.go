@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"slices"
 	"testing"
 
@@ -70,6 +71,13 @@ func sameInstance(t *testing.T, got, want *postern.Instance) {
 	w := fields{want.ID, want.State, want.Hostname, want.Platform, want.PrivateIP, want.PublicIP, want.VPCID, want.SubnetID}
 	if g != w {
 		t.Errorf("instance = %+v, want %+v", g, w)
+	}
+	// What the agent registers and reports. Nil and empty are the same.
+	if !bytes.Equal(got.AgentKey, want.AgentKey) || got.ActivationID != want.ActivationID || got.OS != want.OS ||
+		!slices.Equal(got.HostKeys, want.HostKeys) || got.SSHPort != want.SSHPort {
+		t.Errorf("instance %s agent fields = key %x, activation %q, OS %q, host keys %q, SSH port %d; want %x, %q, %q, %q, %d",
+			want.ID, got.AgentKey, got.ActivationID, got.OS, got.HostKeys, got.SSHPort,
+			want.AgentKey, want.ActivationID, want.OS, want.HostKeys, want.SSHPort)
 	}
 	sameTime(t, "instance "+want.ID+" LaunchTime", got.LaunchTime, want.LaunchTime)
 	sameTime(t, "instance "+want.ID+" LastSeen", got.LastSeen, want.LastSeen)
@@ -241,6 +249,8 @@ func testInstances(t *testing.T, s postern.Store) {
 	a2.State, a2.PrivateIP, a2.PublicIP, a2.Hostname = postern.InstanceStopped, "10.0.1.99", "", "renamed"
 	a2.LastSeen = stamp(3600)
 	a2.Tags = []postern.Tag{{Key: "Name", Value: "web-2"}}
+	a2.AgentKey, a2.ActivationID, a2.OS = []byte{0xed, 0, 0x19}, actA, "Debian GNU/Linux 12 (bookworm)"
+	a2.HostKeys, a2.SSHPort = []string{hostKeyEd25519}, 2222
 	ok(t, s.PutInstance(ctx, &a2), "PutInstance replacing an instance")
 	got, err = s.GetInstance(ctx, instA)
 	ok(t, err, "GetInstance")

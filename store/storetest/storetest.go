@@ -13,10 +13,13 @@
 //     resource id, …);
 //   - lists are sorted: users and groups by name, access keys oldest first,
 //     VPCs, subnets and instances by id, policies by name (a user's own
-//     before its groups'), tags by key; audit lookups newest first;
+//     before its groups'), tags by key, activations oldest first; audit
+//     lookups newest first;
 //   - times round-trip to the nanosecond (time.Equal), zero times stay zero;
 //   - DeleteTags with no selectors removes every tag of the resources, as
 //     EC2's DeleteTags does when no Tag parameter is given;
+//   - RegisterInstance never lets more instances in than an activation's
+//     limit, however many agents register at once;
 //   - the audit chain is contiguous from 1 and linked by postern.ChainHash
 //     however many goroutines append at once.
 package storetest
@@ -58,6 +61,13 @@ func Run(t *testing.T, newStore func(t *testing.T) postern.Store) {
 		{"TagsUnknownResource", testTagsUnknownResource},
 		{"DeleteTagsAll", testDeleteTagsAll},
 		{"TimeRoundTrip", testTimeRoundTrip},
+		{"Activations", testActivations},
+		{"RegisterInstance", testRegisterInstance},
+		{"RegisterInstanceExpired", testRegisterInstanceExpired},
+		{"RegisterInstanceConcurrent", testRegisterInstanceConcurrent},
+		{"UpdateInstanceFacts", testUpdateInstanceFacts},
+		{"SetInstanceState", testSetInstanceState},
+		{"StopSilentInstances", testStopSilentInstances},
 		{"AuditAppend", testAuditAppend},
 		{"AuditChainConcurrent", testAuditChainConcurrent},
 		{"AuditCancelled", testAuditCancelled},

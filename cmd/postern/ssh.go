@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/postern-dev/postern/client"
+)
+
+// defaultOSUser is the local login name: the name plain ssh would use.
+func (m *Main) defaultOSUser() string {
+	if u := m.Getenv("USER"); u != "" {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "root"
+}
+
+func runSSH(ctx context.Context, m *Main, args []string) error {
+	fs := m.newFlagSet("ssh", "ssh [flags] INSTANCE-ID|NAME [-- SSH-ARGS… [COMMAND…]]",
+		"postern ssh web-1\n"+
+			"postern ssh --os-user deploy i-0123456789abcdef0 -- 'uname -a'\n"+
+			"postern ssh web-1 --local-forwarding 8080:localhost:80")
+	id := fs.String("instance-id", "", "the instance (or give its id or Name tag as the argument)")
+	osUser := fs.String("os-user", m.defaultOSUser(), "the OS user to log in as")
+	connType := fs.String("connection-type", "auto", "auto (public address if any, else private) or direct")
+	keyFile := fs.String("private-key-file", "", "use this key instead of a new ephemeral one")
+	port := fs.Int("ssh-port", 0, "sshd's port (default: what the agent reported, else 22)")
+	forward := fs.String("local-forwarding", "", "ssh -L specification, e.g. 8080:localhost:80")
+	if err := fs.parse(args, true); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	target := *id
+	if target == "" {
+		if len(rest) == 0 {
+			return usagef("ssh: name an instance by id or Name tag")
+		}
+		target, rest = rest[0], rest[1:]
+	}
+	cfg, err := connect(ctx)
+	if err != nil {
+		return client.Clean(err)
+	}
+	info, err := resolveInstance(ctx, cfg, target)
+	if err != nil {
+		return client.Clean(err)
+	}
+	addr, err := pickAddress(info, *connType)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "postern-ssh-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir) // the ephemeral private key goes with it
+	key, pub := *keyFile, ""
+	if key == "" {
+		key, pub, err = ephemeralKey(dir)
+	} else {
+		pub, err = publicKeyFor(key)
+	}
+	if err != nil {
+		return err
+	}
+	knownHosts := filepath.Join(dir, "known_hosts")
+	if err := writeKnownHosts(knownHosts, info.InstanceId, info.HostKeys); err != nil {
+		return err
+	}
+	if _, err := pushKey(ctx, cfg, info.InstanceId, *osUser, pub); err != nil {
+		return client.Clean(err)
+	}
+	sshPort := *port
+	if sshPort == 0 {
+		sshPort = info.SshPort
+	}
+	if sshPort == 0 {
+		sshPort = 22
+	}
+	sshArgs := []string{
+		"-i", key, "-o", "IdentitiesOnly=yes",
+		"-o", "HostKeyAlias=" + info.InstanceId, "-o", "UserKnownHostsFile=" + knownHosts,
+		"-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
+		"-p", strconv.Itoa(sshPort), "-l", *osUser,
+	}
+	if *forward != "" {
+		sshArgs = append(sshArgs, "-L", *forward)
+	}
+	sshArgs = append(sshArgs, addr)
+	sshArgs = append(sshArgs, rest...)
+	return m.runSSHClient(sshArgs)
+}
+
+// runSSHClient runs the real OpenSSH client in the foreground and makes
+// its exit status ours. The terminal's signals belong to ssh while it
+// runs.
+func (m *Main) runSSHClient(args []string) error {
+	path, err := exec.LookPath("ssh")
+	if err != nil {
+		return fmt.Errorf("OpenSSH's ssh client is not installed (apt-get install openssh-client)")
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = m.Stdin, m.Stdout, m.Stderr
+	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
+	defer signal.Reset(syscall.SIGINT, syscall.SIGQUIT)
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return exitError{code: ee.ExitCode()}
+	}
+	return err
+}
+
+// knownHostsPath is where proxy keeps the host keys agents reported.
+func (m *Main) knownHostsPath() string {
+	if d := m.Getenv("XDG_CONFIG_HOME"); d != "" {
+		return filepath.Join(d, "postern", "known_hosts")
+	}
+	return filepath.Join(m.Getenv("HOME"), ".config", "postern", "known_hosts")
+}
+
+// defaultIdentity is the first of the usual OpenSSH keys that exists.
+func (m *Main) defaultIdentity() string {
+	for _, n := range []string{"id_ed25519", "id_ecdsa", "id_rsa", "id_ed25519_sk", "id_ecdsa_sk"} {
+		p := filepath.Join(m.Getenv("HOME"), ".ssh", n)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return filepath.Join(m.Getenv("HOME"), ".ssh", "id_ed25519")
+}
+
+func runProxy(ctx context.Context, m *Main, args []string) error {
+	fs := m.newFlagSet("proxy", "proxy [--os-user USER] [--identity-file KEY] HOST PORT",
+		"# in ~/.ssh/config (postern ssh-config prints it):\n"+
+			"Host i-* web-*\n    ProxyCommand postern proxy --os-user %r %h %p")
+	osUser := fs.String("os-user", m.defaultOSUser(), "the OS user the key is pushed for (ssh's %r)")
+	identity := fs.String("identity-file", m.defaultIdentity(), "private key whose public half is pushed")
+	connType := fs.String("connection-type", "auto", "auto or direct")
+	knownHosts := fs.String("known-hosts", m.knownHostsPath(), "file that receives the host keys the agent reported")
+	if err := fs.parse(args, true); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return usagef("proxy: want HOST PORT (ssh passes %%h %%p)")
+	}
+	host, portArg := fs.Arg(0), fs.Arg(1)
+	if _, err := strconv.Atoi(portArg); err != nil {
+		return usagef("proxy: port %q is not a number", portArg)
+	}
+	pub, err := publicKeyFor(*identity)
+	if err != nil {
+		return err
+	}
+	cfg, err := connect(ctx)
+	if err != nil {
+		return client.Clean(err)
+	}
+	info, err := resolveInstance(ctx, cfg, host)
+	if err != nil {
+		return client.Clean(err)
+	}
+	addr, err := pickAddress(info, *connType)
+	if err != nil {
+		return err
+	}
+	// ssh checks the host key under the name it was given (%h).
+	if err := writeKnownHosts(*knownHosts, host, info.HostKeys); err != nil {
+		return err
+	}
+	if _, err := pushKey(ctx, cfg, info.InstanceId, *osUser, pub); err != nil {
+		return client.Clean(err)
+	}
+	conn, err := (&net.Dialer{Timeout: 15 * time.Second}).DialContext(ctx, "tcp", net.JoinHostPort(addr, portArg))
+	if err != nil {
+		return err
+	}
+	return pipe(conn, m.Stdin, m.Stdout)
+}
+
+// pipe copies stdin to conn and conn to stdout until both directions end.
+func pipe(conn net.Conn, in io.Reader, out io.Writer) error {
+	defer conn.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(conn, in)
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+		done <- err
+	}()
+	_, err := io.Copy(out, conn)
+	if err == nil {
+		// The server closed: ssh has what it needs; don't wait on stdin.
+		return nil
+	}
+	<-done
+	return err
+}
+
+func runSSHConfig(ctx context.Context, m *Main, args []string) error {
+	fs := m.newFlagSet("ssh-config", "ssh-config [--identity-file KEY] [--user USER]",
+		"postern ssh-config >> ~/.ssh/config\n"+
+			"ssh web-1 && scp file web-1: && rsync -a dir/ web-1:dir/")
+	identity := fs.String("identity-file", m.defaultIdentity(), "private key ssh offers (its public half is pushed)")
+	osUser := fs.String("user", "", "OS user to log in as (default: ssh's, i.e. your login name)")
+	if err := fs.parse(args, false); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	var names []string
+	if cfg, err := connect(ctx); err == nil {
+		if out, err := client.EC2(cfg).DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+			{Name: aws.String("instance-state-name"), Values: []string{"running", "pending", "stopped"}},
+		}}); err == nil {
+			seen := map[string]bool{}
+			for _, r := range out.Reservations {
+				for _, i := range r.Instances {
+					if n := ec2TagValue(i.Tags, "Name"); n != "" && !seen[n] && !strings.ContainsAny(n, " \t*?!") {
+						seen[n] = true
+						names = append(names, n)
+					}
+				}
+			}
+		}
+	}
+	sort.Strings(names)
+	fmt.Fprintf(m.Stdout, "# Postern: ssh, scp, sftp, rsync and Ansible reach instances by id or Name tag.\n")
+	fmt.Fprintf(m.Stdout, "# Each connection pushes your key afresh, so the 60-second window never gets in the way.\n")
+	fmt.Fprintf(m.Stdout, "# The AWS_* variables of 'postern env' must be set where ssh runs.\n")
+	fmt.Fprintf(m.Stdout, "Host i-*%s\n", prefixEach(" ", names))
+	if *osUser != "" {
+		fmt.Fprintf(m.Stdout, "    User %s\n", *osUser)
+	}
+	fmt.Fprintf(m.Stdout, "    ProxyCommand %s proxy --os-user %%r --identity-file %s %%h %%p\n", shellQuote(self), shellQuote(*identity))
+	fmt.Fprintf(m.Stdout, "    IdentityFile %s\n    IdentitiesOnly yes\n", *identity)
+	fmt.Fprintf(m.Stdout, "    UserKnownHostsFile %s\n    StrictHostKeyChecking yes\n", m.knownHostsPath())
+	return nil
+}
+
+func prefixEach(sep string, ss []string) string {
+	var b strings.Builder
+	for _, s := range ss {
+		b.WriteString(sep + s)
+	}
+	return b.String()
+}
