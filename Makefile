@@ -4,10 +4,16 @@ BIN         := bin/postern
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build test unit lint fmt bench tools clean
+.PHONY: build test unit lint fmt bench tools clean demo
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/postern
+
+# The README's first command: server, agent and a demo instance (a real
+# sshd on loopback) in one process, then a login through postern ssh.
+# Needs root for the demo sshd; installs openssh-server when missing.
+demo: build
+	@if [ "$$(id -u)" = 0 ]; then ./$(BIN) dev; else sudo ./$(BIN) dev; fi
 
 # Everything CI checks: formatting, vet, staticcheck, module tidiness, and
 # every test (unit, store conformance, SigV4 oracle and vectors, policy

@@ -21,6 +21,9 @@ type Facts struct {
 	SSHPort   int    // sshd's port; 22
 	// Addrs returns the host's addresses; nil means all interfaces.
 	Addrs func() ([]netip.Addr, error)
+	// PrivateIPs, when set, is reported as is (e.g. a loopback-only demo
+	// host), instead of classifying Addrs.
+	PrivateIPs []string
 }
 
 // Collect builds a report from the host as it is now.
@@ -32,7 +35,9 @@ func (f Facts) Collect() agentproto.Report {
 	if addrs == nil {
 		addrs = interfaceAddrs
 	}
-	if as, err := addrs(); err == nil {
+	if len(f.PrivateIPs) > 0 {
+		r.PrivateIPs = f.PrivateIPs
+	} else if as, err := addrs(); err == nil {
 		r.PrivateIPs, r.PublicIPs = classify(as)
 	}
 	r.HostKeys = hostKeys(f.SSHDir)

@@ -84,7 +84,7 @@ func (in *Installer) Install(ctx context.Context) error {
 		}
 		in.say("created the locked system user %s", in.HelperUser)
 	}
-	if err := in.copyBinary(); err != nil {
+	if err := in.CopyBinary(); err != nil {
 		return err
 	}
 	previous, hadPrevious := readIfExists(in.DropIn)
@@ -148,7 +148,8 @@ func (in *Installer) checkNoOtherCommand(ctx context.Context) error {
 	return nil
 }
 
-func (in *Installer) copyBinary() error {
+// CopyBinary installs the running binary at LibexecPath, root-owned.
+func (in *Installer) CopyBinary() error {
 	src, err := os.ReadFile(in.Binary)
 	if err != nil {
 		return err

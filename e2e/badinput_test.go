@@ -246,11 +246,3 @@ func TestBadInput(t *testing.T) {
 	}
 	assertNoLeaks(t, s)
 }
-
-// want200 asserts a successful raw answer.
-func (r response) want200(t *testing.T) {
-	t.Helper()
-	if r.Status != http.StatusOK {
-		t.Fatalf("got %v, want HTTP 200\nbody: %.600s", r, r.Body)
-	}
-}

@@ -323,6 +323,41 @@ func testAWSCLI(t *testing.T, s *server, labVPC string) {
 		t.Fatalf("aws ec2 describe-vpcs: %v\n%s", err, stderr)
 	}
 	checkDescribeVpcsJSON(t, out, labVPC, "10.20.0.0/16", "lab")
+
+	// The trail answers CloudTrail's own client.
+	cmd = exec.CommandContext(ctx, awsCLI, "cloudtrail", "lookup-events",
+		"--lookup-attributes", "AttributeKey=EventName,AttributeValue=CreateVpc")
+	cmd.Dir = t.TempDir()
+	cmd.Env = cleanEnv(t.TempDir(), s.Env)
+	out, err = cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+			noteError(string(stderr))
+		}
+		t.Fatalf("aws cloudtrail lookup-events: %v\n%s", err, stderr)
+	}
+	var trail struct {
+		Events []struct {
+			EventName       string
+			Username        string
+			CloudTrailEvent string
+		}
+	}
+	if err := json.Unmarshal(out, &trail); err != nil {
+		t.Fatalf("aws cloudtrail lookup-events printed no JSON: %v\n%s", err, out)
+	}
+	found := false
+	for _, ev := range trail.Events {
+		if ev.EventName != "CreateVpc" {
+			t.Errorf("lookup-events by EventName CreateVpc returned a %s event", ev.EventName)
+		}
+		found = found || ev.Username == "admin" && strings.Contains(ev.CloudTrailEvent, labVPC)
+	}
+	if !found {
+		t.Errorf("aws cloudtrail lookup-events shows no CreateVpc of %s by admin:\n%s", labVPC, out)
+	}
 }
 
 // checkDescribeVpcsJSON asserts that the aws CLI's describe-vpcs output

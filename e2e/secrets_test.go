@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,63 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 )
+
+// The leak registry: every secret access key the tests saw, and every
+// error message a server answered.
+var leaks struct {
+	mu      sync.Mutex
+	secrets map[string]string // secret → what it is
+	errors  []string
+}
+
+// noteSecret remembers a secret that must never be logged or audited.
+func noteSecret(secret, what string) {
+	leaks.mu.Lock()
+	defer leaks.mu.Unlock()
+	if leaks.secrets == nil {
+		leaks.secrets = map[string]string{}
+	}
+	leaks.secrets[secret] = what
+}
+
+// noteError remembers an error message a server (or a client reporting
+// the server's answer) produced.
+func noteError(msg string) {
+	if msg == "" {
+		return
+	}
+	leaks.mu.Lock()
+	defer leaks.mu.Unlock()
+	leaks.errors = append(leaks.errors, msg)
+}
+
+// knownSecrets returns every secret noted so far.
+func knownSecrets() map[string]string {
+	leaks.mu.Lock()
+	defer leaks.mu.Unlock()
+	out := make(map[string]string, len(leaks.secrets))
+	for k, v := range leaks.secrets {
+		out[k] = v
+	}
+	return out
+}
+
+// seenErrors returns every error message noted so far.
+func seenErrors() []string {
+	leaks.mu.Lock()
+	defer leaks.mu.Unlock()
+	return append([]string(nil), leaks.errors...)
+}
+
+// assertNoSecretsIn fails the test if any known secret occurs in text.
+func assertNoSecretsIn(t *testing.T, where, text string) {
+	t.Helper()
+	for secret, what := range knownSecrets() {
+		if strings.Contains(text, secret) {
+			t.Errorf("%s contains the %s", where, what)
+		}
+	}
+}
 
 // assertNoLeaks greps the server's log, its full audit export and every
 // error message seen so far for every secret access key the tests know.

@@ -28,6 +28,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"server", "run the control plane (API, audit trail)", runServer},
+		{"dev", "run server, agent and a demo instance in one process", runDev},
 		{"env", "print the environment that points AWS tools at a server", runEnv},
 		{"user", "manage IAM users", groupRunner("user", userCommands)},
 		{"access-key", "manage access keys", groupRunner("access-key", accessKeyCommands)},

@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/agent"
+	"github.com/postern-dev/postern/server"
+)
+
+// libexecHelper is where dev installs the sshd helper: sshd runs an
+// AuthorizedKeysCommand only from a root-owned path.
+const libexecHelper = "/usr/local/libexec/postern"
+
+// runDev runs a whole Postern in one process: the server on the embedded
+// store, and a demo instance that is a real sshd reached through the real
+// agent and helper path. It then logs in with `postern ssh` to prove it.
+func runDev(ctx context.Context, m *Main, args []string) error {
+	fs := m.newFlagSet("dev", "dev [--data-dir DIR] [--listen ADDR]",
+		"make demo        # builds and runs: postern dev\n"+
+			"postern dev --data-dir ./postern-dev")
+	dataDir := fs.String("data-dir", "", "where to keep state (default: a new temporary directory)")
+	listen := fs.String("listen", "127.0.0.1:7443", "address of the API")
+	sshPort := fs.Int("ssh-port", 0, "loopback port of the demo instance's sshd (default: a free one)")
+	name := fs.String("instance-name", "demo-1", "Name tag of the demo instance")
+	if err := fs.parse(args, false); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("postern dev runs a real sshd for its demo instance and must run as root (sudo make demo)")
+	}
+	if err := ensureSSHD(ctx, m); err != nil {
+		return err
+	}
+	dir := *dataDir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "postern-dev-"); err != nil {
+			return err
+		}
+	}
+	dir, _ = filepath.Abs(dir)
+	logger := slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv, err := server.Open(ctx, server.Config{
+		Listen: *listen, DataDir: filepath.Join(dir, "server"), Region: "us-east-1", Store: "sqlite",
+		DigestInterval: time.Minute, ShutdownGrace: 5 * time.Second,
+	}, logger, func(string) {})
+	if err != nil {
+		return err
+	}
+	serveCtx, stopServe := context.WithCancel(ctx)
+	defer stopServe()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx) }()
+	info := srv.Info()
+
+	env, err := devEnv(m, filepath.Join(dir, "server"))
+	if err != nil {
+		return err
+	}
+	if err := installHelper(); err != nil {
+		return err
+	}
+	inst, stopInstance, err := startDemoInstance(ctx, m, env, dir, info, *name, *sshPort, logger)
+	if err != nil {
+		stopServe()
+		<-served
+		return err
+	}
+	defer stopInstance()
+
+	self, _ := os.Executable()
+	fmt.Fprintf(m.Stdout, "Demo instance %s (%s) is running; logging in with postern ssh:\n\n$ postern ssh %s -- 'echo hello from $(hostname)'\n", *name, inst, *name)
+	cmd := exec.CommandContext(ctx, self, "ssh", *name, "--", "echo hello from $(hostname)")
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = m.Stdout, m.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("the demo login failed: %w", err)
+	}
+	fmt.Fprintf(m.Stdout, "\nPostern API (and console, later): %s\nPoint AWS tools and postern at it with:\n  eval \"$(%s env --data-dir %s)\"\nThen try: postern ssh %s   |   aws ec2 describe-instances\nServing until Ctrl-C.\n",
+		info.URL, self, filepath.Join(dir, "server"), *name)
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return err
+	}
+	stopServe()
+	return <-served
+}
+
+// ensureSSHD installs OpenSSH's server when it is missing (Debian, root).
+func ensureSSHD(ctx context.Context, m *Main) error {
+	if _, err := exec.LookPath("sshd"); err == nil {
+		return nil
+	}
+	if _, err := os.Stat("/usr/sbin/sshd"); err == nil {
+		return nil
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		return errors.New("sshd is not installed; install OpenSSH's server")
+	}
+	fmt.Fprintln(m.Stdout, "Installing openssh-server for the demo instance…")
+	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "openssh-server"}} {
+		cmd := exec.CommandContext(ctx, "apt-get", args...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("apt-get %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		}
+	}
+	return nil
+}
+
+// devEnv is the environment `postern env` would print, for subprocesses.
+func devEnv(m *Main, dataDir string) ([]string, error) {
+	var out bytes.Buffer
+	sub := &Main{Stdin: m.Stdin, Stdout: &out, Stderr: m.Stderr, Getenv: m.Getenv}
+	if err := runEnv(context.Background(), sub, []string{"--data-dir", dataDir}); err != nil {
+		return nil, err
+	}
+	env := os.Environ()
+	for _, line := range strings.Split(out.String(), "\n") {
+		if kv, ok := strings.CutPrefix(line, "export "); ok {
+			k, v, _ := strings.Cut(kv, "=")
+			env = append(env, k+"="+strings.Trim(v, "'"))
+		}
+	}
+	return env, nil
+}
+
+// installHelper copies this binary to libexecHelper (root-owned, 0755).
+func installHelper() error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	in := agent.DefaultInstaller(self, nil)
+	return in.CopyBinary()
+}
+
+// startDemoInstance registers an agent through an activation, starts a
+// private sshd on loopback with the helper, and runs the agent. It returns
+// the instance id and a function that stops sshd and the agent.
+func startDemoInstance(ctx context.Context, m *Main, env []string, dir string, info server.Info, name string, port int, logger *slog.Logger) (string, func(), error) {
+	self, _ := os.Executable()
+	act := exec.CommandContext(ctx, self, "activation", "create", "--default-instance-name", name, "--output", "json")
+	act.Env = env
+	actOut, err := act.Output()
+	if err != nil {
+		return "", nil, fmt.Errorf("create the demo activation: %w", err)
+	}
+	var created struct{ ActivationId, ActivationCode string }
+	if err := json.Unmarshal(actOut, &created); err != nil {
+		return "", nil, fmt.Errorf("create the demo activation: %w", err)
+	}
+	id, code := created.ActivationId, created.ActivationCode
+	if port == 0 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", nil, err
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	// Files sshd and the helper user must read live in a directory open
+	// to them; the agent's own state stays private.
+	pub := filepath.Join(dir, "instance")
+	if err := os.MkdirAll(pub, 0o755); err != nil {
+		return "", nil, err
+	}
+	os.Chmod(dir, 0o755)
+	hostKey := filepath.Join(pub, "ssh_host_ed25519_key")
+	if _, err := os.Stat(hostKey); err != nil {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey).CombinedOutput(); err != nil {
+			return "", nil, fmt.Errorf("ssh-keygen: %v: %s", err, out)
+		}
+	}
+	helperUser, uid, gid, err := helperAccount()
+	if err != nil {
+		return "", nil, err
+	}
+	socket := filepath.Join(pub, "agent.sock")
+	helperCfg := filepath.Join(pub, "helper.json")
+	state := filepath.Join(dir, "agent")
+	facts := agent.Facts{SSHDir: pub, OSRelease: "/etc/os-release", SSHPort: port, PrivateIPs: []string{"127.0.0.1"}}
+	ca, err := os.ReadFile(info.CABundle)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, _, err := agent.LoadState(state); errors.Is(err, agent.ErrNotRegistered) {
+		if _, err := agent.Register(ctx, agent.Registration{Server: info.URL, ActivationID: id, ActivationCode: code, CABundle: string(ca),
+			StateDir: state, HelperConfig: helperCfg, SocketPath: socket, Facts: facts}); err != nil {
+			return "", nil, fmt.Errorf("register the demo agent: %w", err)
+		}
+	}
+	a, err := agent.New(agent.Config{StateDir: state, SocketPath: socket, HelperUID: uid, HelperGID: gid, Facts: facts, Logger: logger, MaxBackoff: 5 * time.Second})
+	if err != nil {
+		return "", nil, err
+	}
+	sshdConfig := filepath.Join(pub, "sshd_config")
+	cfg := fmt.Sprintf(`Port %d
+ListenAddress 127.0.0.1
+HostKey %s
+PidFile %s
+AuthorizedKeysFile none
+AuthorizedKeysCommand %s authorized-keys --config %s %%u %%f
+AuthorizedKeysCommandUser %s
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+`, port, hostKey, filepath.Join(pub, "sshd.pid"), libexecHelper, helperCfg, helperUser)
+	if err := os.WriteFile(sshdConfig, []byte(cfg), 0o644); err != nil {
+		return "", nil, err
+	}
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		return "", nil, err
+	}
+	sshd := exec.Command(sshdPath(), "-D", "-e", "-f", sshdConfig)
+	sshd.Stderr = &bytes.Buffer{}
+	if err := sshd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start sshd: %w", err)
+	}
+	actx, stopAgent := context.WithCancel(ctx)
+	agentDone := make(chan struct{})
+	go func() { a.Run(actx); close(agentDone) }()
+	stop := func() {
+		stopAgent()
+		<-agentDone
+		sshd.Process.Kill()
+		sshd.Wait()
+	}
+	// Wait until the agent is connected and sshd answers.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+		if err == nil {
+			c.Close()
+			if running(ctx, env, self, a.InstanceID()) {
+				return a.InstanceID(), stop, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, fmt.Errorf("the demo instance did not come up: %s", sshd.Stderr)
+		}
+		select {
+		case <-ctx.Done():
+			stop()
+			return "", nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func sshdPath() string {
+	if p, err := exec.LookPath("sshd"); err == nil {
+		return p
+	}
+	return "/usr/sbin/sshd"
+}
+
+// running reports whether the instance is in state running.
+func running(ctx context.Context, env []string, self, id string) bool {
+	cmd := exec.CommandContext(ctx, self, "instance", "list", "--output", "json", id)
+	cmd.Env = env
+	out, err := cmd.Output()
+	return err == nil && bytes.Contains(out, []byte(`"`+postern.InstanceRunning+`"`))
+}
+
+// helperAccount returns the locked system user the sshd helper runs as,
+// creating "postern" when needed.
+func helperAccount() (string, int, int, error) {
+	const name = "postern"
+	if _, err := user.Lookup(name); err != nil {
+		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+			return "", 0, 0, fmt.Errorf("useradd %s: %v: %s", name, err, out)
+		}
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return name, uid, gid, nil
+}
