@@ -88,6 +88,9 @@ var codeStatus = map[string]int{
 	"RequestEntityTooLarge":     http.StatusRequestEntityTooLarge,
 	"NoSuchEntity":              http.StatusNotFound,
 	"UnknownOperationException": http.StatusBadRequest,
+	// EC2 answers every client error with 400.
+	"DependencyViolation":    http.StatusBadRequest,
+	"InvalidSubnet.Conflict": http.StatusBadRequest,
 }
 
 // toWire maps any error to what the caller sees. It is the one place where
