@@ -22,7 +22,7 @@ func TestToWireMapsKindsPerProtocol(t *testing.T) {
 		{protoIAMQuery, postern.NotFoundf("no user"), "NoSuchEntity", 404},
 		{protoIAMQuery, postern.Existsf("dup"), "EntityAlreadyExists", 409},
 		{protoIAMQuery, postern.Conflictf("in use"), "DeleteConflict", 409},
-		{protoEC2Query, postern.Conflictf("in use"), "DependencyViolation", 409},
+		{protoEC2Query, postern.Conflictf("in use"), "DependencyViolation", 400},
 		{protoEC2Query, postern.Errorf(postern.KindDenied, "no"), "UnauthorizedOperation", 403},
 		{protoIAMQuery, postern.Errorf(postern.KindDenied, "no"), "AccessDenied", 403},
 		{protoJSON, postern.Errorf(postern.KindDenied, "no"), "AccessDeniedException", 403},
