@@ -110,22 +110,7 @@ func runActivationList(ctx context.Context, m *Main, args []string) error {
 
 func runActivationDelete(ctx context.Context, m *Main, args []string) error {
 	fs := m.newClientFlagSet("activation delete", "activation delete ACTIVATION_ID…", "postern activation delete 5a1f…")
-	ids, err := fs.parseArgs(args)
-	if err != nil {
-		return err
-	}
-	if len(ids) == 0 {
-		return usagef("activation delete: name at least one activation id")
-	}
-	cfg, err := connect(ctx)
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		if err := client.CallJSON(ctx, cfg, ssmTarget, "ssm", "DeleteActivation", map[string]string{"ActivationId": id}, nil); err != nil {
-			return err
-		}
-		m.done(fs, "deleted activation %s", id)
-	}
-	return nil
+	return m.eachID(ctx, fs, args, "delete", "ACTIVATION_ID", "Deleted activation %s.", func(ctx context.Context, cfg aws.Config, id string) error {
+		return client.CallJSON(ctx, cfg, ssmTarget, "ssm", "DeleteActivation", map[string]string{"ActivationId": id}, nil)
+	})
 }

@@ -212,3 +212,28 @@ func (m *Main) done(fs *clientFlags, format string, args ...any) {
 		fmt.Fprintf(m.Stdout, format+"\n", args...)
 	}
 }
+
+// eachID runs a command that acts on one or more ids ("vpc delete ID…"):
+// it parses the ids, connects, and applies act to each in turn, reporting
+// each success with doneFormat (one %s: the id). It stops at the first
+// failure, naming the id.
+func (m *Main) eachID(ctx context.Context, fs *clientFlags, args []string, verb, noun, doneFormat string, act func(context.Context, aws.Config, string) error) error {
+	ids, err := fs.parseArgs(args)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return usagef("%s: want at least one %s", fs.Name(), noun)
+	}
+	cfg, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := act(ctx, cfg, id); err != nil {
+			return fmt.Errorf("%s %s: %w", verb, id, client.Clean(err))
+		}
+		m.done(fs, doneFormat, id)
+	}
+	return nil
+}

@@ -74,22 +74,7 @@ func ec2TagValue(tags []ec2types.Tag, key string) string {
 
 func runInstanceDeregister(ctx context.Context, m *Main, args []string) error {
 	fs := m.newClientFlagSet("instance deregister", "instance deregister INSTANCE_ID…", "postern instance deregister i-0123456789abcdef0")
-	ids, err := fs.parseArgs(args)
-	if err != nil {
-		return err
-	}
-	if len(ids) == 0 {
-		return usagef("instance deregister: name at least one instance id")
-	}
-	cfg, err := connect(ctx)
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		if err := client.CallJSON(ctx, cfg, ssmTarget, "ssm", "DeregisterManagedInstance", map[string]string{"InstanceId": id}, nil); err != nil {
-			return err
-		}
-		m.done(fs, "deregistered %s (terminated)", id)
-	}
-	return nil
+	return m.eachID(ctx, fs, args, "deregister", "INSTANCE_ID", "Deregistered %s (terminated).", func(ctx context.Context, cfg aws.Config, id string) error {
+		return client.CallJSON(ctx, cfg, ssmTarget, "ssm", "DeregisterManagedInstance", map[string]string{"InstanceId": id}, nil)
+	})
 }

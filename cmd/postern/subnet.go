@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -123,23 +122,8 @@ func runSubnetList(ctx context.Context, m *Main, args []string) error {
 func runSubnetDelete(ctx context.Context, m *Main, args []string) error {
 	fs := m.newClientFlagSet("subnet delete", "subnet delete [--output table|json] SUBNET_ID…",
 		"postern subnet delete subnet-0123456789abcdef0")
-	ids, err := fs.parseArgs(args)
-	if err != nil {
+	return m.eachID(ctx, fs, args, "delete", "SUBNET_ID", "Deleted %s.", func(ctx context.Context, cfg aws.Config, id string) error {
+		_, err := client.EC2(cfg).DeleteSubnet(ctx, &ec2.DeleteSubnetInput{SubnetId: aws.String(id)})
 		return err
-	}
-	if len(ids) == 0 {
-		return usagef("subnet delete: want at least one SUBNET_ID")
-	}
-	cfg, err := connect(ctx)
-	if err != nil {
-		return err
-	}
-	svc := client.EC2(cfg)
-	for _, id := range ids {
-		if _, err := svc.DeleteSubnet(ctx, &ec2.DeleteSubnetInput{SubnetId: aws.String(id)}); err != nil {
-			return fmt.Errorf("delete %s: %w", id, client.Clean(err))
-		}
-		m.done(fs, "Deleted %s.", id)
-	}
-	return nil
+	})
 }

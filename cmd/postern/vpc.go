@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -140,25 +139,10 @@ func runVPCList(ctx context.Context, m *Main, args []string) error {
 func runVPCDelete(ctx context.Context, m *Main, args []string) error {
 	fs := m.newClientFlagSet("vpc delete", "vpc delete [--output table|json] VPC_ID…",
 		"postern vpc delete vpc-0123456789abcdef0")
-	ids, err := fs.parseArgs(args)
-	if err != nil {
+	return m.eachID(ctx, fs, args, "delete", "VPC_ID", "Deleted %s.", func(ctx context.Context, cfg aws.Config, id string) error {
+		_, err := client.EC2(cfg).DeleteVpc(ctx, &ec2.DeleteVpcInput{VpcId: aws.String(id)})
 		return err
-	}
-	if len(ids) == 0 {
-		return usagef("vpc delete: want at least one VPC_ID")
-	}
-	cfg, err := connect(ctx)
-	if err != nil {
-		return err
-	}
-	svc := client.EC2(cfg)
-	for _, id := range ids {
-		if _, err := svc.DeleteVpc(ctx, &ec2.DeleteVpcInput{VpcId: aws.String(id)}); err != nil {
-			return fmt.Errorf("delete %s: %w", id, client.Clean(err))
-		}
-		m.done(fs, "Deleted %s.", id)
-	}
-	return nil
+	})
 }
 
 // filterFlag is a repeatable --filter name=v1,v2, as EC2 filters: values
