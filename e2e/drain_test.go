@@ -110,3 +110,41 @@ func TestSIGTERMDrainsInFlightRequests(t *testing.T) {
 		t.Errorf("the server did not log that it stopped:\n%s", s.Log)
 	}
 }
+
+// TestDrainDelayKeepsServingWhileNotReady checks --drain-delay: after
+// SIGTERM the server keeps answering API calls while /readyz says 503, so
+// a load balancer can take it out of rotation before the listener closes.
+func TestDrainDelayKeepsServingWhileNotReady(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "--drain-delay", "3s")
+	s.terminate(t)
+	if _, ok := s.Log.await("draining", s.exited, 10*time.Second); !ok {
+		t.Fatalf("the server did not log that it is draining:\n%s", s.Log)
+	}
+	probe := &http.Client{Transport: &http.Transport{TLSClientConfig: s.tlsConfig(), DisableKeepAlives: true}, Timeout: 2 * time.Second}
+	resp, err := probe.Get(s.URL + "/readyz")
+	if err != nil {
+		t.Fatalf("/readyz during the drain delay: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz during the drain delay = %s, want 503", resp.Status)
+	}
+	hr := s.build(t, request{Form: ec2Form("DescribeVpcs"), Creds: s.admin()})
+	hr.Close = true
+	api := &http.Client{Transport: &http.Transport{TLSClientConfig: s.tlsConfig(), DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err = api.Do(hr)
+	if err != nil {
+		t.Fatalf("an API call during the drain delay failed: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("an API call during the drain delay = %s, want 200", resp.Status)
+	}
+	select {
+	case <-s.exited:
+		t.Fatal("the server exited before its drain delay ended")
+	default:
+	}
+	s.Stop(t)
+}

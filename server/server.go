@@ -63,6 +63,9 @@ type Config struct {
 	Throttle       api.ThrottleConfig
 	DigestInterval time.Duration // how often audit digests are signed
 	ShutdownGrace  time.Duration // how long in-flight requests may finish
+	// DrainDelay keeps serving after SIGTERM with /readyz failing, so that a
+	// load balancer stops sending new requests before the listener closes.
+	DrainDelay time.Duration
 
 	KeyLifetime       time.Duration // how long a pushed SSH key lives (60 s)
 	PushTimeout       time.Duration // how long a push waits for the agent (10 s)
@@ -241,6 +244,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	case err = <-serveErr:
 	case <-ctx.Done():
 		s.draining.Store(true)
+		if s.cfg.DrainDelay > 0 {
+			s.log.Info("draining: /readyz fails; still serving", "for", s.cfg.DrainDelay)
+			select {
+			case <-time.After(s.cfg.DrainDelay):
+			case err = <-serveErr:
+			}
+		}
 		s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace)
 		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 		err = s.http.Shutdown(sctx)

@@ -29,6 +29,7 @@ type ServerConfig struct {
 	ThrottleBurst  int      `json:"throttleBurst"`
 	DigestInterval string   `json:"digestInterval"`
 	ShutdownGrace  string   `json:"shutdownGrace"`
+	DrainDelay     string   `json:"drainDelay"`
 	LogLevel       string   `json:"logLevel"`
 	LogFormat      string   `json:"logFormat"`
 	KeyLifetime    string   `json:"keyLifetime"`
@@ -46,6 +47,7 @@ func (m *Main) DefaultServerConfig() ServerConfig {
 		ThrottleBurst:  api.DefaultThrottle.Burst,
 		DigestInterval: "1m",
 		ShutdownGrace:  "30s",
+		DrainDelay:     "0s",
 		LogLevel:       "info",
 		LogFormat:      "text",
 		KeyLifetime:    server.DefaultKeyLifetime.String(),
@@ -77,6 +79,9 @@ func (c ServerConfig) Validate() (server.Config, *slog.HandlerOptions, error) {
 	}
 	if out.ShutdownGrace, err = time.ParseDuration(c.ShutdownGrace); err != nil || out.ShutdownGrace < 0 {
 		return out, nil, fmt.Errorf("shutdown grace %q: must be a duration", c.ShutdownGrace)
+	}
+	if out.DrainDelay, err = time.ParseDuration(c.DrainDelay); err != nil || out.DrainDelay < 0 {
+		return out, nil, fmt.Errorf("drain delay %q: must be a duration", c.DrainDelay)
 	}
 	if out.KeyLifetime, err = time.ParseDuration(c.KeyLifetime); err != nil || out.KeyLifetime < time.Second || out.KeyLifetime > time.Hour {
 		return out, nil, fmt.Errorf("key lifetime %q: must be a duration between 1s and 1h", c.KeyLifetime)
@@ -141,6 +146,7 @@ func runServer(ctx context.Context, m *Main, args []string) error {
 	fs.IntVar(&cfg.ThrottleBurst, "throttle-burst", cfg.ThrottleBurst, "burst allowed per access key")
 	fs.StringVar(&cfg.DigestInterval, "digest-interval", cfg.DigestInterval, "how often the server signs an audit digest")
 	fs.StringVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "how long in-flight requests may finish after SIGTERM")
+	fs.StringVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "after SIGTERM, keep serving this long with /readyz failing (behind a load balancer: a few seconds)")
 	fs.StringVar(&cfg.KeyLifetime, "key-lifetime", cfg.KeyLifetime, "how long a pushed SSH public key stays usable")
 	fs.StringVar(&cfg.AgentTimeout, "agent-timeout", cfg.AgentTimeout, "how long an agent may be silent before its instance is marked stopped")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
@@ -203,6 +209,7 @@ func applyConfigFile(fs *flag.FlagSet, path string, cfg *ServerConfig) error {
 		"log-level":       func() { cfg.LogLevel = flagged.LogLevel },
 		"log-format":      func() { cfg.LogFormat = flagged.LogFormat },
 		"key-lifetime":    func() { cfg.KeyLifetime = flagged.KeyLifetime },
+		"drain-delay":     func() { cfg.DrainDelay = flagged.DrainDelay },
 		"agent-timeout":   func() { cfg.AgentTimeout = flagged.AgentTimeout },
 	} {
 		if set[name] {
