@@ -82,6 +82,8 @@ type Store interface {
 
 	// UpdateInstanceFacts records what the agent reports (state, addresses,
 	// host keys, last seen) without touching tags or launch time.
+	// Terminated is final: updating a terminated instance is KindConflict,
+	// for this and SetInstanceState (except to terminate it again).
 	UpdateInstanceFacts(ctx context.Context, id string, f InstanceFacts) error
 	// SetInstanceState sets an instance's state and, when lastSeen is not
 	// zero, its last-seen time.

@@ -65,6 +65,10 @@ type session struct {
 // ErrNotConnected means the instance's agent has no live session here.
 var ErrNotConnected = errors.New("agent not connected")
 
+// ErrRetired, returned (wrapped) by the Heartbeat or Report callback, ends
+// the session: the instance may no longer be served (it was deregistered).
+var ErrRetired = errors.New("instance retired")
+
 // deadliner is implemented by connections that support deadlines.
 type deadliner interface{ SetDeadline(time.Time) error }
 
@@ -150,7 +154,9 @@ func (h *Hub) readLoop(ctx context.Context, s *session) error {
 		switch env.Type {
 		case agentproto.TypeHeartbeat:
 			if h.cb.Heartbeat != nil {
-				if err := h.cb.Heartbeat(ctx, s.instanceID, h.now()); err != nil {
+				if err := h.cb.Heartbeat(ctx, s.instanceID, h.now()); errors.Is(err, ErrRetired) {
+					return err
+				} else if err != nil {
 					h.log.Warn("recording heartbeat failed", "instance", s.instanceID, "err", err)
 				}
 			}
@@ -160,7 +166,9 @@ func (h *Hub) readLoop(ctx context.Context, s *session) error {
 				return err
 			}
 			if h.cb.Report != nil {
-				if err := h.cb.Report(ctx, s.instanceID, r); err != nil {
+				if err := h.cb.Report(ctx, s.instanceID, r); errors.Is(err, ErrRetired) {
+					return err
+				} else if err != nil {
 					h.log.Warn("recording report failed", "instance", s.instanceID, "err", err)
 				}
 			}

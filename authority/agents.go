@@ -236,6 +236,9 @@ func (a *Authority) AgentReported(ctx context.Context, instanceID string, r agen
 	if err != nil {
 		return err
 	}
+	if inst.State == postern.InstanceTerminated {
+		return errTerminated(instanceID)
+	}
 	vpc := ""
 	if inst.ActivationID != "" {
 		if act, err := a.store.GetActivation(ctx, inst.ActivationID); err == nil {
@@ -249,9 +252,22 @@ func (a *Authority) AgentReported(ctx context.Context, instanceID string, r agen
 	return a.store.UpdateInstanceFacts(ctx, instanceID, f)
 }
 
-// AgentHeartbeat notes that the agent is alive.
+// AgentHeartbeat notes that the agent is alive. A terminated instance
+// stays terminated: its agent's heartbeat is refused (KindConflict).
 func (a *Authority) AgentHeartbeat(ctx context.Context, instanceID string, at time.Time) error {
+	inst, err := a.store.GetInstance(ctx, instanceID)
+	if err != nil {
+		return err
+	}
+	if inst.State == postern.InstanceTerminated {
+		return errTerminated(instanceID)
+	}
 	return a.store.SetInstanceState(ctx, instanceID, postern.InstanceRunning, at.UTC())
+}
+
+// errTerminated refuses an agent of a deregistered instance.
+func errTerminated(instanceID string) error {
+	return postern.Conflictf("instance %s is terminated", instanceID)
 }
 
 // StopSilent marks instances whose agents fell silent before cutoff as

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -27,14 +28,25 @@ func (s *Server) newHub() *agenthub.Hub {
 		Connected: func(ctx context.Context, id string, r agentproto.Report) error {
 			return s.auth.AgentReported(ctx, id, r)
 		},
-		Report: s.auth.AgentReported,
+		Report: func(ctx context.Context, id string, r agentproto.Report) error {
+			return retired(s.auth.AgentReported(ctx, id, r))
+		},
 		Heartbeat: func(ctx context.Context, id string, at time.Time) error {
-			return s.auth.AgentHeartbeat(ctx, id, at)
+			return retired(s.auth.AgentHeartbeat(ctx, id, at))
 		},
 		Refused: func(claimed string, err error) {
 			s.recordAgentEvent(context.Background(), "AgentConnect", claimed, "", "AccessDenied", "agent identity not proven")
 		},
 	}, s.cfg.HeartbeatInterval, s.log)
+}
+
+// retired marks the authority's refusal of a terminated instance's agent
+// so that the hub ends its session.
+func retired(err error) error {
+	if postern.IsKind(err, postern.KindConflict) {
+		return fmt.Errorf("%w: %w", agenthub.ErrRetired, err)
+	}
+	return err
 }
 
 // recordAgentEvent audits something an agent did.

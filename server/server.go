@@ -95,6 +95,9 @@ func (c *Config) setDefaults() {
 			*d.v = d.def
 		}
 	}
+	// A connected agent must be heard from well within the agent timeout,
+	// or a short --agent-timeout marks live instances stopped.
+	c.HeartbeatInterval = min(c.HeartbeatInterval, c.AgentTimeout/3)
 }
 
 // Info is what InfoFile holds: enough for `postern env` to point clients
@@ -243,22 +246,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	select {
 	case err = <-serveErr:
 	case <-ctx.Done():
-		s.draining.Store(true)
-		if s.cfg.DrainDelay > 0 {
-			s.log.Info("draining: /readyz fails; still serving", "for", s.cfg.DrainDelay)
-			select {
-			case <-time.After(s.cfg.DrainDelay):
-			case err = <-serveErr:
-			}
-		}
-		s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace)
-		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
-		err = s.http.Shutdown(sctx)
-		cancel()
-		if errors.Is(err, context.DeadlineExceeded) {
-			s.http.Close()
-			err = fmt.Errorf("in-flight requests did not finish within %s", s.cfg.ShutdownGrace)
-		}
+		err = s.drain(serveErr)
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
@@ -270,6 +258,29 @@ func (s *Server) Serve(ctx context.Context) error {
 		err = cerr
 	}
 	s.log.Info("stopped")
+	return err
+}
+
+// drain fails /readyz, keeps serving for DrainDelay, then shuts the HTTP
+// server down, giving in-flight requests ShutdownGrace to finish.
+func (s *Server) drain(serveErr <-chan error) error {
+	s.draining.Store(true)
+	if s.cfg.DrainDelay > 0 {
+		s.log.Info("draining: /readyz fails; still serving", "for", s.cfg.DrainDelay)
+		select {
+		case <-time.After(s.cfg.DrainDelay):
+		case err := <-serveErr:
+			return err // the listener failed meanwhile: nothing left to drain
+		}
+	}
+	s.log.Info("shutting down", "grace", s.cfg.ShutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer cancel()
+	err := s.http.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.http.Close()
+		err = fmt.Errorf("in-flight requests did not finish within %s", s.cfg.ShutdownGrace)
+	}
 	return err
 }
 

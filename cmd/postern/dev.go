@@ -18,6 +18,7 @@ import (
 
 	"github.com/postern-dev/postern"
 	"github.com/postern-dev/postern/agent"
+	"github.com/postern-dev/postern/devsshd"
 	"github.com/postern-dev/postern/server"
 )
 
@@ -26,23 +27,24 @@ import (
 const libexecHelper = "/usr/local/libexec/postern"
 
 // runDev runs a whole Postern in one process: the server on the embedded
-// store, and a demo instance that is a real sshd reached through the real
-// agent and helper path. It then logs in with `postern ssh` to prove it.
+// store, and a demo instance that is a real SSH server reached through the
+// real agent and helper path — a private OpenSSH sshd when running as root,
+// else the built-in devsshd. It then logs in with `postern ssh` to prove it.
 func runDev(ctx context.Context, m *Main, args []string) error {
-	fs := m.newFlagSet("dev", "dev [--data-dir DIR] [--listen ADDR]",
+	fs := m.newFlagSet("dev", "dev [--data-dir DIR] [--listen ADDR] [--ssh-server auto|sshd|builtin]",
 		"make demo        # builds and runs: postern dev\n"+
 			"postern dev --data-dir ./postern-dev")
 	dataDir := fs.String("data-dir", "", "where to keep state (default: a new temporary directory)")
 	listen := fs.String("listen", "127.0.0.1:7443", "address of the API")
-	sshPort := fs.Int("ssh-port", 0, "loopback port of the demo instance's sshd (default: a free one)")
+	sshPort := fs.Int("ssh-port", 0, "loopback port of the demo instance's SSH server (default: a free one)")
 	name := fs.String("instance-name", "demo-1", "Name tag of the demo instance")
+	sshServer := fs.String("ssh-server", "auto", "the demo instance's SSH server: sshd (OpenSSH; root, installed when missing on Debian), "+
+		"builtin (a development server that only lets in the user postern runs as), or auto (sshd as root, else builtin)")
 	if err := fs.parse(args, false); err != nil {
 		return err
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("postern dev runs a real sshd for its demo instance and must run as root (sudo make demo)")
-	}
-	if err := ensureSSHD(ctx, m); err != nil {
+	builtin, err := chooseSSHServer(ctx, m, *sshServer)
+	if err != nil {
 		return err
 	}
 	dir := *dataDir
@@ -71,10 +73,14 @@ func runDev(ctx context.Context, m *Main, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := installHelper(); err != nil {
-		return err
+	// sshd runs its AuthorizedKeysCommand only from a root-owned path;
+	// the built-in server runs this very binary.
+	if !builtin {
+		if err := installHelper(); err != nil {
+			return err
+		}
 	}
-	inst, stopInstance, err := startDemoInstance(ctx, m, env, dir, info, *name, *sshPort, logger)
+	inst, osUser, stopInstance, err := startDemoInstance(ctx, m, env, dir, info, *name, *sshPort, builtin, logger)
 	if err != nil {
 		stopServe()
 		<-served
@@ -86,12 +92,20 @@ func runDev(ctx context.Context, m *Main, args []string) error {
 	fmt.Fprintf(m.Stdout, "Demo instance %s (%s) is running; logging in with postern ssh:\n\n$ postern ssh %s -- 'echo hello from $(hostname)'\n", *name, inst, *name)
 	cmd := exec.CommandContext(ctx, self, "ssh", *name, "--", "echo hello from $(hostname)")
 	cmd.Env = env
+	try := "postern ssh " + *name
+	if osUser != "" {
+		// The built-in server lets in only the user it runs as.
+		cmd.Env = append(cmd.Env, "USER="+osUser)
+		if m.defaultOSUser() != osUser {
+			try = "postern ssh --os-user " + osUser + " " + *name
+		}
+	}
 	cmd.Stdout, cmd.Stderr = m.Stdout, m.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("the demo login failed: %w", err)
 	}
-	fmt.Fprintf(m.Stdout, "\nPostern API (and console, later): %s\nPoint AWS tools and postern at it with:\n  eval \"$(%s env --data-dir %s)\"\nThen try: postern ssh %s   |   aws ec2 describe-instances\nServing until Ctrl-C.\n",
-		info.URL, self, filepath.Join(dir, "server"), *name)
+	fmt.Fprintf(m.Stdout, "\nPostern API (and console, later): %s\nPoint AWS tools and postern at it with:\n  eval \"$(%s env --data-dir %s)\"\nThen try: %s   |   aws ec2 describe-instances\nServing until Ctrl-C.\n",
+		info.URL, self, filepath.Join(dir, "server"), try)
 	select {
 	case <-ctx.Done():
 	case err := <-served:
@@ -99,6 +113,31 @@ func runDev(ctx context.Context, m *Main, args []string) error {
 	}
 	stopServe()
 	return <-served
+}
+
+// chooseSSHServer decides between OpenSSH's sshd and the built-in server
+// (true), installing sshd when it is wanted and missing.
+func chooseSSHServer(ctx context.Context, m *Main, mode string) (builtin bool, err error) {
+	root := os.Geteuid() == 0
+	switch mode {
+	case "builtin":
+		return true, nil
+	case "sshd":
+		if !root {
+			return false, errors.New("--ssh-server sshd: a private sshd with an AuthorizedKeysCommand needs root (or use --ssh-server builtin)")
+		}
+		return false, ensureSSHD(ctx, m)
+	case "auto":
+		if !root {
+			return true, nil
+		}
+		if err := ensureSSHD(ctx, m); err != nil {
+			fmt.Fprintf(m.Stderr, "postern dev: %v; the demo instance uses the built-in SSH server instead\n", err)
+			return true, nil
+		}
+		return false, nil
+	}
+	return false, usagef("dev: --ssh-server must be auto, sshd or builtin, got %q", mode)
 }
 
 // ensureSSHD installs OpenSSH's server when it is missing (Debian, root).
@@ -150,64 +189,131 @@ func installHelper() error {
 	return in.CopyBinary()
 }
 
-// startDemoInstance registers an agent through an activation, starts a
-// private sshd on loopback with the helper, and runs the agent. It returns
-// the instance id and a function that stops sshd and the agent.
-func startDemoInstance(ctx context.Context, m *Main, env []string, dir string, info server.Info, name string, port int, logger *slog.Logger) (string, func(), error) {
+// startDemoInstance registers an agent through an activation, starts the
+// demo instance's SSH server on loopback (a private sshd with the helper,
+// or the built-in one) and runs the agent. It returns the instance id, the
+// only OS user the built-in server lets in ("" for sshd), and a function
+// that stops the SSH server and the agent.
+func startDemoInstance(ctx context.Context, m *Main, env []string, dir string, info server.Info, name string, port int, builtin bool, logger *slog.Logger) (string, string, func(), error) {
 	self, _ := os.Executable()
 	act := exec.CommandContext(ctx, self, "activation", "create", "--default-instance-name", name, "--output", "json")
 	act.Env = env
 	actOut, err := act.Output()
 	if err != nil {
-		return "", nil, fmt.Errorf("create the demo activation: %w", err)
+		return "", "", nil, fmt.Errorf("create the demo activation: %w", err)
 	}
 	var created struct{ ActivationId, ActivationCode string }
 	if err := json.Unmarshal(actOut, &created); err != nil {
-		return "", nil, fmt.Errorf("create the demo activation: %w", err)
+		return "", "", nil, fmt.Errorf("create the demo activation: %w", err)
 	}
 	id, code := created.ActivationId, created.ActivationCode
+	// The host key, the helper's config and the agent's socket live in
+	// the instance directory; the agent's own state stays private.
+	pub := filepath.Join(dir, "instance")
+	socket := filepath.Join(pub, "agent.sock")
+	helperCfg := filepath.Join(pub, "helper.json")
+	var sshSrv *demoSSH
+	if builtin {
+		sshSrv, err = prepareBuiltinSSH(ctx, pub, port, self, helperCfg, logger)
+	} else {
+		sshSrv, err = prepareSSHD(dir, pub, port, helperCfg)
+	}
+	if err != nil {
+		return "", "", nil, err
+	}
+	port = sshSrv.port
+	state := filepath.Join(dir, "agent")
+	facts := agent.Facts{SSHDir: pub, OSRelease: "/etc/os-release", SSHPort: port, PrivateIPs: []string{"127.0.0.1"}}
+	ca, err := os.ReadFile(info.CABundle)
+	if err != nil {
+		sshSrv.stop()
+		return "", "", nil, err
+	}
+	if _, _, err := agent.LoadState(state); errors.Is(err, agent.ErrNotRegistered) {
+		if _, err := agent.Register(ctx, agent.Registration{Server: info.URL, ActivationID: id, ActivationCode: code, CABundle: string(ca),
+			StateDir: state, HelperConfig: helperCfg, SocketPath: socket, Facts: facts}); err != nil {
+			sshSrv.stop()
+			return "", "", nil, fmt.Errorf("register the demo agent: %w", err)
+		}
+	}
+	a, err := agent.New(agent.Config{StateDir: state, SocketPath: socket, HelperUID: sshSrv.helperUID, HelperGID: sshSrv.helperGID,
+		Facts: facts, Logger: logger, MaxBackoff: 5 * time.Second})
+	if err != nil {
+		sshSrv.stop()
+		return "", "", nil, err
+	}
+	if err := sshSrv.start(); err != nil {
+		sshSrv.stop()
+		return "", "", nil, err
+	}
+	actx, stopAgent := context.WithCancel(ctx)
+	agentDone := make(chan struct{})
+	go func() { a.Run(actx); close(agentDone) }()
+	stop := func() {
+		stopAgent()
+		<-agentDone
+		sshSrv.stop()
+	}
+	// Wait until the agent is connected and the SSH server answers.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+		if err == nil {
+			c.Close()
+			if running(ctx, env, self, a.InstanceID()) {
+				return a.InstanceID(), sshSrv.osUser, stop, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", "", nil, fmt.Errorf("the demo instance did not come up: %s", sshSrv.diag())
+		}
+		select {
+		case <-ctx.Done():
+			stop()
+			return "", "", nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// demoSSH is the demo instance's SSH server, prepared (host key written,
+// port chosen) but not yet serving.
+type demoSSH struct {
+	port                 int
+	helperUID, helperGID int    // who may ask the agent's socket, besides root
+	osUser               string // the only user it lets in; "" for any
+	start                func() error
+	stop                 func() // safe before start, and more than once
+	diag                 func() string
+}
+
+// prepareSSHD sets up a private sshd whose AuthorizedKeysCommand is the
+// root-owned helper, run as the locked "postern" user.
+func prepareSSHD(dir, pub string, port int, helperCfg string) (*demoSSH, error) {
 	if port == 0 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return "", nil, err
+			return nil, err
 		}
 		port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
 	}
 	// Files sshd and the helper user must read live in a directory open
-	// to them; the agent's own state stays private.
-	pub := filepath.Join(dir, "instance")
+	// to them.
 	if err := os.MkdirAll(pub, 0o755); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	os.Chmod(dir, 0o755)
 	hostKey := filepath.Join(pub, "ssh_host_ed25519_key")
 	if _, err := os.Stat(hostKey); err != nil {
 		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey).CombinedOutput(); err != nil {
-			return "", nil, fmt.Errorf("ssh-keygen: %v: %s", err, out)
+			return nil, fmt.Errorf("ssh-keygen: %v: %s", err, out)
 		}
 	}
 	helperUser, uid, gid, err := helperAccount()
 	if err != nil {
-		return "", nil, err
-	}
-	socket := filepath.Join(pub, "agent.sock")
-	helperCfg := filepath.Join(pub, "helper.json")
-	state := filepath.Join(dir, "agent")
-	facts := agent.Facts{SSHDir: pub, OSRelease: "/etc/os-release", SSHPort: port, PrivateIPs: []string{"127.0.0.1"}}
-	ca, err := os.ReadFile(info.CABundle)
-	if err != nil {
-		return "", nil, err
-	}
-	if _, _, err := agent.LoadState(state); errors.Is(err, agent.ErrNotRegistered) {
-		if _, err := agent.Register(ctx, agent.Registration{Server: info.URL, ActivationID: id, ActivationCode: code, CABundle: string(ca),
-			StateDir: state, HelperConfig: helperCfg, SocketPath: socket, Facts: facts}); err != nil {
-			return "", nil, fmt.Errorf("register the demo agent: %w", err)
-		}
-	}
-	a, err := agent.New(agent.Config{StateDir: state, SocketPath: socket, HelperUID: uid, HelperGID: gid, Facts: facts, Logger: logger, MaxBackoff: 5 * time.Second})
-	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	sshdConfig := filepath.Join(pub, "sshd_config")
 	cfg := fmt.Sprintf(`Port %d
@@ -222,46 +328,72 @@ KbdInteractiveAuthentication no
 UsePAM no
 `, port, hostKey, filepath.Join(pub, "sshd.pid"), libexecHelper, helperCfg, helperUser)
 	if err := os.WriteFile(sshdConfig, []byte(cfg), 0o644); err != nil {
-		return "", nil, err
+		return nil, err
 	}
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		return "", nil, err
+		return nil, err
 	}
+	var stderr bytes.Buffer
 	sshd := exec.Command(sshdPath(), "-D", "-e", "-f", sshdConfig)
-	sshd.Stderr = &bytes.Buffer{}
-	if err := sshd.Start(); err != nil {
-		return "", nil, fmt.Errorf("start sshd: %w", err)
-	}
-	actx, stopAgent := context.WithCancel(ctx)
-	agentDone := make(chan struct{})
-	go func() { a.Run(actx); close(agentDone) }()
-	stop := func() {
-		stopAgent()
-		<-agentDone
-		sshd.Process.Kill()
-		sshd.Wait()
-	}
-	// Wait until the agent is connected and sshd answers.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
-		if err == nil {
-			c.Close()
-			if running(ctx, env, self, a.InstanceID()) {
-				return a.InstanceID(), stop, nil
+	sshd.Stderr = &stderr
+	started := false
+	return &demoSSH{port: port, helperUID: uid, helperGID: gid,
+		start: func() error {
+			if err := sshd.Start(); err != nil {
+				return fmt.Errorf("start sshd: %w", err)
 			}
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", nil, fmt.Errorf("the demo instance did not come up: %s", sshd.Stderr)
-		}
-		select {
-		case <-ctx.Done():
-			stop()
-			return "", nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+			started = true
+			return nil
+		},
+		stop: func() {
+			if started {
+				sshd.Process.Kill()
+				sshd.Wait()
+				started = false
+			}
+		},
+		diag: func() string { return stderr.String() },
+	}, nil
+}
+
+// prepareBuiltinSSH sets up devsshd: no root needed, and it runs this
+// binary as the helper. The agent's socket is for this user alone.
+func prepareBuiltinSSH(ctx context.Context, pub string, port int, self, helperCfg string, logger *slog.Logger) (*demoSSH, error) {
+	if err := os.MkdirAll(pub, 0o700); err != nil {
+		return nil, err
 	}
+	srv, err := devsshd.New(devsshd.Config{HostKeyDir: pub, Helper: self, HelperConfig: helperCfg, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	started := false
+	return &demoSSH{port: l.Addr().(*net.TCPAddr).Port, helperUID: os.Getuid(), helperGID: -1, osUser: srv.User(),
+		start: func() error {
+			started = true
+			go func() { served <- srv.Serve(sctx, l) }()
+			return nil
+		},
+		stop: func() {
+			cancel()
+			if started {
+				if err := <-served; err != nil {
+					logger.Warn("the built-in SSH server failed", "err", err)
+				}
+				started = false
+			} else {
+				l.Close()
+			}
+		},
+		diag: func() string {
+			return "the agent did not report the instance running (the built-in SSH server is listening)"
+		},
+	}, nil
 }
 
 func sshdPath() string {

@@ -56,6 +56,11 @@ func runSSH(ctx context.Context, m *Main, args []string) error {
 			return usagef("ssh: name an instance by id or Name tag")
 		}
 		target, rest = rest[0], rest[1:]
+		// Flags may follow the instance: postern ssh web-1 --os-user deploy -- uptime.
+		if err := fs.parse(rest, true); err != nil {
+			return err
+		}
+		rest = fs.Args()
 	}
 	cfg, err := connect(ctx)
 	if err != nil {

@@ -38,9 +38,10 @@ func (s *Store) UpdateInstanceFacts(ctx context.Context, id string, f postern.In
 	hostKeys, _ := json.Marshal(nonNil(f.HostKeys))
 	return s.writeTx(ctx, "update an instance", func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE instances SET state = ?, hostname = ?, platform = ?, os = ?, private_ip = ?,
-			public_ip = ?, vpc_id = ?, subnet_id = ?, host_keys = ?, ssh_port = ?, last_seen = ? WHERE id = ?`,
-			f.State, f.Hostname, f.Platform, f.OS, f.PrivateIP, f.PublicIP, f.VPCID, f.SubnetID, string(hostKeys), f.SSHPort, seen, id)
-		return changed(res, err, instanceKind.notFound(id))
+			public_ip = ?, vpc_id = ?, subnet_id = ?, host_keys = ?, ssh_port = ?, last_seen = ? WHERE id = ? AND state <> ?`,
+			f.State, f.Hostname, f.Platform, f.OS, f.PrivateIP, f.PublicIP, f.VPCID, f.SubnetID, string(hostKeys), f.SSHPort, seen, id,
+			postern.InstanceTerminated)
+		return changed(res, err, terminatedOrMissing(ctx, tx, id))
 	})
 }
 
@@ -51,8 +52,10 @@ func (s *Store) SetInstanceState(ctx context.Context, id, state string, lastSeen
 		return err
 	}
 	return s.writeTx(ctx, "update an instance", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE instances SET state = ?, last_seen = COALESCE(?, last_seen) WHERE id = ?`, state, seen, id)
-		return changed(res, err, instanceKind.notFound(id))
+		// Terminated is final: only terminating again touches it.
+		res, err := tx.ExecContext(ctx, `UPDATE instances SET state = ?, last_seen = COALESCE(?, last_seen)
+			WHERE id = ? AND (state <> ? OR ? = ?)`, state, seen, id, postern.InstanceTerminated, state, postern.InstanceTerminated)
+		return changed(res, err, terminatedOrMissing(ctx, tx, id))
 	})
 }
 
@@ -80,6 +83,15 @@ func (s *Store) StopSilentInstances(ctx context.Context, cutoff time.Time) ([]st
 		return rows.Err()
 	})
 	return ids, err
+}
+
+// terminatedOrMissing explains why an update changed no row: the
+// instance is terminated (KindConflict) or does not exist.
+func terminatedOrMissing(ctx context.Context, tx *sql.Tx, id string) error {
+	if ok, err := exists(ctx, tx, `SELECT 1 FROM instances WHERE id = ?`, id); err == nil && ok {
+		return postern.Conflictf("instance %s is terminated", id)
+	}
+	return instanceKind.notFound(id)
 }
 
 func activationNotFound(id string) error {

@@ -67,7 +67,7 @@ func (s *Store) CreateUser(ctx context.Context, u *postern.User) error {
 func (s *Store) GetUser(ctx context.Context, name string) (*postern.User, error) {
 	var u postern.User
 	var created sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `SELECT name, id, created_at FROM users WHERE name = ?`, name).Scan(&u.Name, &u.ID, &created)
+	err := hotReader{s: s}.QueryRowContext(ctx, getUserSQL, name).Scan(&u.Name, &u.ID, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, userNotFound(name)
 	}
@@ -530,22 +530,30 @@ func (s *Store) DeletePolicy(ctx context.Context, kind postern.PolicyOwnerKind, 
 	})
 }
 
+// Reads on every API call's path (see hotQueries).
+const (
+	getUserSQL      = `SELECT name, id, created_at FROM users WHERE name = ?`
+	userExistsSQL   = `SELECT 1 FROM users WHERE name = ?`
+	userPoliciesSQL = `
+		SELECT 0, user_name, name, document FROM user_policies WHERE user_name = ?
+		UNION ALL
+		SELECT 1, p.group_name, p.name, p.document FROM group_policies p
+			JOIN group_members m ON m.group_name = p.group_name WHERE m.user_name = ?
+		ORDER BY 1, 2, 3`
+)
+
 // PoliciesForUser returns the user's own inline policies (by name) and
 // then those of each group the user belongs to (by group, then name).
 func (s *Store) PoliciesForUser(ctx context.Context, user string) ([]postern.InlinePolicy, error) {
 	out := []postern.InlinePolicy{}
 	err := s.readTx(ctx, "read a user's policies", func(tx *sql.Tx) error {
-		if ok, err := exists(ctx, tx, `SELECT 1 FROM users WHERE name = ?`, user); err != nil {
+		q := hotReader{s: s, tx: tx} // every API call asks
+		if ok, err := exists(ctx, q, userExistsSQL, user); err != nil {
 			return err
 		} else if !ok {
 			return userNotFound(user)
 		}
-		rows, err := tx.QueryContext(ctx, `
-			SELECT 0, user_name, name, document FROM user_policies WHERE user_name = ?
-			UNION ALL
-			SELECT 1, p.group_name, p.name, p.document FROM group_policies p
-				JOIN group_members m ON m.group_name = p.group_name WHERE m.user_name = ?
-			ORDER BY 1, 2, 3`, user, user)
+		rows, err := q.QueryContext(ctx, userPoliciesSQL, user, user)
 		if err != nil {
 			return err
 		}

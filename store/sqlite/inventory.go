@@ -317,6 +317,9 @@ const instanceQuery = `SELECT i.id, i.state, i.hostname, i.platform, i.private_i
 	i.launch_time, i.last_seen, i.agent_key, i.activation_id, i.os, i.host_keys, i.ssh_port, t.key, t.value
 	FROM instances i LEFT JOIN tags t ON t.resource_id = i.id`
 
+// getInstanceSQL reads one instance: every key push and tunnel does.
+const getInstanceSQL = instanceQuery + ` WHERE i.id = ? ORDER BY t.key`
+
 func instanceDest(i *postern.Instance) []any {
 	return []any{&i.ID, &i.State, &i.Hostname, &i.Platform, &i.PrivateIP, &i.PublicIP, &i.VPCID, &i.SubnetID,
 		timeCol{&i.LaunchTime}, timeCol{&i.LastSeen}, &i.AgentKey, &i.ActivationID, &i.OS, jsonCol{&i.HostKeys}, &i.SSHPort}
@@ -367,7 +370,7 @@ func putInstance(ctx context.Context, tx *sql.Tx, i *postern.Instance) error {
 
 // GetInstance returns one instance with its tags.
 func (s *Store) GetInstance(ctx context.Context, id string) (*postern.Instance, error) {
-	is, err := queryTagged(ctx, s.r, instanceQuery+` WHERE i.id = ? ORDER BY t.key`, []any{id}, instanceDest, instanceID, instanceTags)
+	is, err := queryTagged(ctx, hotReader{s: s}, getInstanceSQL, []any{id}, instanceDest, instanceID, instanceTags)
 	if err != nil {
 		return nil, dbErr(ctx, err, "read an instance")
 	}

@@ -69,6 +69,12 @@ type Store struct {
 
 	insRecord, insResource *sql.Stmt // prepared on w for the audit writer
 
+	// hot holds the reads every API call makes (its user, policies and
+	// resource; see hotQueries), prepared on the reader pool at Open:
+	// SQLite spends longer parsing and planning them than running them.
+	// SQL text → statement; read-only after Open.
+	hot map[string]*sql.Stmt
+
 	// beforeAuditCommit, when set (by tests), runs before each audit batch
 	// commits; an error it returns fails the batch.
 	beforeAuditCommit func() error
@@ -138,6 +144,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if s.insRecord, err = w.PrepareContext(ctx, insertRecordSQL); err == nil {
 		s.insResource, err = w.PrepareContext(ctx, insertResourceSQL)
 	}
+	if err == nil {
+		err = s.prepareHot(ctx)
+	}
 	if err != nil {
 		r.Close()
 		w.Close()
@@ -198,6 +207,9 @@ func (s *Store) Close() error {
 
 		s.insRecord.Close()
 		s.insResource.Close()
+		for _, st := range s.hot {
+			st.Close()
+		}
 		rerr := s.r.Close()
 		// Optimize statistics on the way out, as SQLite recommends for
 		// long-lived connections; failure is harmless.
@@ -265,6 +277,69 @@ func (s *Store) readTx(ctx context.Context, what string, fn func(tx *sql.Tx) err
 		return dbErr(ctx, err, what)
 	}
 	return nil
+}
+
+// hotQueries are the reads on every API call's path, prepared at Open.
+var hotQueries = []string{getUserSQL, userExistsSQL, userPoliciesSQL, getInstanceSQL}
+
+// prepareHot prepares hotQueries on the reader pool. It runs in Open,
+// before any transaction holds a reader: preparing later, from inside a
+// read transaction, could wait for a connection that transactions waiting
+// the same way hold.
+func (s *Store) prepareHot(ctx context.Context) error {
+	s.hot = make(map[string]*sql.Stmt, len(hotQueries))
+	for _, q := range hotQueries {
+		st, err := s.r.PrepareContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		s.hot[q] = st
+	}
+	return nil
+}
+
+// hotReader is a queryer that runs the hotQueries as prepared statements,
+// on the reader pool or, when tx is set, in that read transaction; any
+// other query runs as usual.
+type hotReader struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+// stmt returns the prepared statement for query, or nil.
+func (h hotReader) stmt(ctx context.Context, query string) *sql.Stmt {
+	st := h.s.hot[query]
+	if st == nil || h.tx == nil {
+		return st
+	}
+	// On the transaction's own connection, where the statement is
+	// prepared once and then reused.
+	return h.tx.StmtContext(ctx, st)
+}
+
+func (h hotReader) plain() queryer {
+	if h.tx != nil {
+		return h.tx
+	}
+	return h.s.r
+}
+
+func (h hotReader) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if st := h.stmt(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return h.plain().QueryContext(ctx, query, args...)
+}
+
+func (h hotReader) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if st := h.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return h.plain().QueryRowContext(ctx, query, args...)
+}
+
+func (h hotReader) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return h.plain().ExecContext(ctx, query, args...)
 }
 
 // queryer is what *sql.DB and *sql.Tx have in common.
