@@ -180,7 +180,7 @@ func badCases(s *server, busyVPC string) []badCase {
 		{
 			name:   "deleting a VPC that has a subnet",
 			req:    func() request { return request{Form: ec2Form("DeleteVpc", "VpcId", busyVPC), Creds: s.admin()} },
-			status: http.StatusConflict, code: "DependencyViolation",
+			status: http.StatusBadRequest, code: "DependencyViolation", // EC2 answers client errors with 400
 			event: "DeleteVpc", auditKey: admin,
 		},
 	}
