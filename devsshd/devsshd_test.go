@@ -150,7 +150,7 @@ type result struct {
 func (f *fixture) ssh(t *testing.T, user, stdin string, opts []string, command ...string) result {
 	t.Helper()
 	if _, err := exec.LookPath("ssh"); err != nil {
-		t.Skip("OpenSSH's ssh client is not installed")
+		t.Fatal("OpenSSH's ssh client is not installed (.ci/run installs openssh-client)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -158,10 +158,10 @@ func TestBotocoreSigner(t *testing.T) {
 	}
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		t.Skip("python3 not installed")
+		t.Fatal("python3 is not installed (.ci/run installs it)")
 	}
 	if err := exec.Command(py, "-c", "import botocore").Run(); err != nil {
-		t.Skip("botocore not installed")
+		t.Fatal("botocore is not installed (.ci/run installs python3-boto3)")
 	}
 	srv := newVerifyingServer(t, map[string]string{testAKID: testSecret})
 	json11 := map[string]string{"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "AWSEC2InstanceConnectService.SendSSHPublicKey"}
