@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -210,8 +212,19 @@ func startDemoInstance(ctx context.Context, m *Main, env []string, dir string, i
 	// The host key, the helper's config and the agent's socket live in
 	// the instance directory; the agent's own state stays private.
 	pub := filepath.Join(dir, "instance")
-	socket := filepath.Join(pub, "agent.sock")
-	helperCfg := filepath.Join(pub, "helper.json")
+	// sshd runs the helper as the "postern" user, which must reach the
+	// helper's config and the agent's socket whatever the data directory's
+	// parents allow: those two live under /run then.
+	helperDir := pub
+	if !builtin {
+		sum := sha256.Sum256([]byte(dir))
+		helperDir = filepath.Join("/run", "postern-dev-"+hex.EncodeToString(sum[:4]))
+		if err := os.MkdirAll(helperDir, 0o755); err != nil {
+			return "", "", nil, err
+		}
+	}
+	socket := filepath.Join(helperDir, "agent.sock")
+	helperCfg := filepath.Join(helperDir, "helper.json")
 	var sshSrv *demoSSH
 	if builtin {
 		sshSrv, err = prepareBuiltinSSH(ctx, pub, port, self, helperCfg, logger)
@@ -299,12 +312,9 @@ func prepareSSHD(dir, pub string, port int, helperCfg string) (*demoSSH, error) 
 		port = l.Addr().(*net.TCPAddr).Port
 		l.Close()
 	}
-	// Files sshd and the helper user must read live in a directory open
-	// to them.
-	if err := os.MkdirAll(pub, 0o755); err != nil {
+	if err := os.MkdirAll(pub, 0o700); err != nil {
 		return nil, err
 	}
-	os.Chmod(dir, 0o755)
 	hostKey := filepath.Join(pub, "ssh_host_ed25519_key")
 	if _, err := os.Stat(hostKey); err != nil {
 		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey).CombinedOutput(); err != nil {
