@@ -1,0 +1,140 @@
+// Command keyless measures Postern's keyless SSH path end to end on
+// loopback and prints the figures as Markdown (make bench writes them to
+// BENCHMARKS.md):
+//
+//   - the sshd helper: `postern authorized-keys --config … USER FP` run as
+//     sshd runs it, against a live agent holding a few records;
+//   - the push round trip: SendSSHPublicKey through the AWS SDK for Go v2,
+//     acknowledged by the agent and audited;
+//   - sustained pushes per second from concurrent clients with several
+//     access keys;
+//   - `postern ssh INSTANCE -- true` against plain `ssh -i key` to the same
+//     sshd.
+//
+// It runs `postern server` and an agent as child processes and a private
+// sshd with the helper installed under /usr/local/libexec, so it needs
+// root, like `make demo`. Speed is reported, never asserted.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// agentChildArg, as the first argument, makes this program the agent
+// process of the rig.
+const agentChildArg = "agent-child"
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == agentChildArg {
+		if err := runAgentChild(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "agent:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command line.
+type options struct {
+	postern      string
+	micro        string
+	command      string
+	helperN      int
+	pushN        int
+	sshN         int
+	workers      int
+	users        int
+	sustainedMax int
+	sustainedFor time.Duration
+	hold         bool
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	return flag.NewFlagSet(name, flag.ContinueOnError)
+}
+
+func run(args []string) error {
+	var o options
+	fs := newFlagSet("keyless")
+	fs.StringVar(&o.postern, "postern", "bin/postern", "the postern binary to measure")
+	fs.StringVar(&o.micro, "micro", "", "output of go test -bench to add as a second table")
+	fs.StringVar(&o.command, "command", "make bench", "the command named in the report")
+	fs.IntVar(&o.helperN, "helper-n", 300, "sshd helper runs")
+	fs.IntVar(&o.pushN, "push-n", 1000, "sequential pushes for the round trip")
+	fs.IntVar(&o.sshN, "ssh-n", 20, "logins with postern ssh and with plain ssh")
+	fs.IntVar(&o.workers, "workers", 32, "concurrent pushing clients in the sustained run")
+	fs.IntVar(&o.users, "users", 8, "IAM users (access keys) the clients sign with")
+	fs.IntVar(&o.sustainedMax, "sustained-max", 20000, "at most this many pushes in the sustained run")
+	fs.DurationVar(&o.sustainedFor, "sustained-for", 10*time.Second, "at most this long for the sustained run")
+	fs.BoolVar(&o.hold, "hold", false, "set up, print how to reach the rig, and wait for Ctrl-C (for profiling by hand)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if !o.hold {
+		// The whole run is bounded as well as each loop.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 4*time.Minute)
+		defer cancel()
+	}
+
+	rep := &report{opts: o, started: time.Now()}
+	if o.micro != "" {
+		b, err := os.ReadFile(o.micro)
+		if err != nil {
+			return err
+		}
+		rep.micro = parseMicro(string(b))
+	}
+	progress("starting server, agent and sshd on loopback")
+	r, err := startRig(ctx, rigConfig{Postern: o.postern, BenchUsers: o.users})
+	if err != nil {
+		return err
+	}
+	defer r.stop()
+	if o.hold {
+		r.describe(os.Stderr)
+		<-ctx.Done()
+		return nil
+	}
+
+	progress("sshd helper: %d runs", o.helperN)
+	if rep.helper, err = measureHelper(ctx, r, o.helperN, 60*time.Second); err != nil {
+		return err
+	}
+	progress("push round trip: %d pushes", o.pushN)
+	if rep.push, err = measurePushRTT(ctx, r, o.pushN, 30*time.Second); err != nil {
+		return err
+	}
+	progress("postern ssh against plain ssh: %d logins each", o.sshN)
+	if rep.ssh, err = measureSSH(ctx, r, o.sshN, 60*time.Second); err != nil {
+		return err
+	}
+	// Last: it leaves thousands of live records in the agent.
+	progress("sustained pushes: %d clients, %d access keys, up to %d pushes or %s", o.workers, o.users, o.sustainedMax, o.sustainedFor)
+	if rep.sustained, err = measureSustained(ctx, r, o.workers, o.sustainedMax, o.sustainedFor); err != nil {
+		return err
+	}
+	rep.sshVersion = sshVersion()
+	rep.write(os.Stdout)
+	return nil
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
