@@ -72,7 +72,7 @@ type Store interface {
 	GetSubnet(ctx context.Context, id string) (*Subnet, error)
 	ListSubnets(ctx context.Context, ids []string) ([]Subnet, error)
 	// DeleteSubnet refuses (KindConflict) while instances that are not
-	// terminated are placed in it.
+	// terminated are placed in it, or while it holds a live endpoint.
 	DeleteSubnet(ctx context.Context, id string) error
 
 	// PutInstance creates or replaces an instance (tags included).
@@ -92,6 +92,34 @@ type Store interface {
 	// were last seen before cutoff as stopped, and returns their ids.
 	StopSilentInstances(ctx context.Context, cutoff time.Time) ([]string, error)
 
+	// CreateEndpoint stores a new endpoint with its tags. The subnet must
+	// exist (KindNotFound); a subnet holds at most one live endpoint
+	// (KindConflict naming the one it has); a ClientToken already used is
+	// KindExists naming the token.
+	CreateEndpoint(ctx context.Context, e *Endpoint) error
+	GetEndpoint(ctx context.Context, id string) (*Endpoint, error)
+	// ListEndpoints returns the endpoints with the given ids (all when ids
+	// is empty), deleted ones included, by id; an unknown id is
+	// KindNotFound.
+	ListEndpoints(ctx context.Context, ids []string) ([]Endpoint, error)
+	// UpdateEndpointSettings replaces an endpoint's settings; an endpoint
+	// that is being deleted or deleted is KindConflict.
+	UpdateEndpointSettings(ctx context.Context, id string, s EndpointSettings) error
+	// JoinEndpoint records that the endpoint's process joined at when:
+	// the first join moves create-in-progress to create-complete and sets
+	// JoinedAt; dnsName, when not empty, replaces DNSName and FIPSDNSName.
+	// An endpoint that is being deleted or deleted is KindConflict.
+	JoinEndpoint(ctx context.Context, id, dnsName string, when time.Time) error
+	// DeleteEndpoint starts deleting an endpoint and returns it as it is
+	// afterwards: one that ever joined goes to delete-in-progress (its
+	// process closes its tunnels, then calls CompleteEndpointDeletion),
+	// one that never did straight to delete-complete. Either way the
+	// subnet is free for a new endpoint. Deleting again is KindConflict.
+	DeleteEndpoint(ctx context.Context, id string) (*Endpoint, error)
+	// CompleteEndpointDeletion moves delete-in-progress to
+	// delete-complete; from any other state it is KindConflict.
+	CompleteEndpointDeletion(ctx context.Context, id string) error
+
 	CreateActivation(ctx context.Context, a *Activation) error
 	GetActivation(ctx context.Context, id string) (*Activation, error)
 	ListActivations(ctx context.Context) ([]Activation, error)
@@ -102,8 +130,8 @@ type Store interface {
 	// reached KindLimit, and none of these changes anything.
 	RegisterInstance(ctx context.Context, activationID string, now time.Time, inst *Instance) error
 
-	// CreateTags adds or overwrites tags on each resource (vpc-, subnet-
-	// or i- id); every resource must exist or nothing changes.
+	// CreateTags adds or overwrites tags on each resource (vpc-, subnet-,
+	// i- or eice- id); every resource must exist or nothing changes.
 	CreateTags(ctx context.Context, resourceIDs []string, tags []Tag) error
 	DeleteTags(ctx context.Context, resourceIDs []string, tags []TagSelector) error
 

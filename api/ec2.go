@@ -26,6 +26,11 @@ func (s *Server) ec2Service() *service {
 			"DeleteSubnet":      {handle: deleteSubnet},
 			"CreateTags":        {handle: createTags},
 			"DeleteTags":        {handle: deleteTags},
+
+			"CreateInstanceConnectEndpoint":    {handle: createInstanceConnectEndpoint},
+			"DescribeInstanceConnectEndpoints": {readOnly: true, handle: describeInstanceConnectEndpoints},
+			"ModifyInstanceConnectEndpoint":    {handle: modifyInstanceConnectEndpoint},
+			"DeleteInstanceConnectEndpoint":    {handle: deleteInstanceConnectEndpoint},
 		},
 	}
 }

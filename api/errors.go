@@ -89,8 +89,11 @@ var codeStatus = map[string]int{
 	"NoSuchEntity":              http.StatusNotFound,
 	"UnknownOperationException": http.StatusBadRequest,
 	// EC2 answers every client error with 400.
-	"DependencyViolation":    http.StatusBadRequest,
-	"InvalidSubnet.Conflict": http.StatusBadRequest,
+	"DependencyViolation":         http.StatusBadRequest,
+	"InvalidSubnet.Conflict":      http.StatusBadRequest,
+	"ResourceLimitExceeded":       http.StatusBadRequest,
+	"IdempotentParameterMismatch": http.StatusBadRequest,
+	"IncorrectState":              http.StatusBadRequest,
 }
 
 // toWire maps any error to what the caller sees. It is the one place where

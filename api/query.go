@@ -148,3 +148,45 @@ func (c *call) tagSelectors(prefix string) ([]postern.TagSelector, error) {
 	}
 	return out, nil
 }
+
+// optInt returns an integer Query parameter, or nil when it is absent.
+func (c *call) optInt(name string) (*int, error) {
+	v := c.form.Get(name)
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return nil, postern.CodedErrorf(postern.KindInvalid, "InvalidParameterValue", "Value (%.32s) for parameter %s is invalid. It must be an integer.", v, name)
+	}
+	return &n, nil
+}
+
+// optBool returns a boolean Query parameter, or nil when it is absent.
+func (c *call) optBool(name string) (*bool, error) {
+	switch v := c.form.Get(name); v {
+	case "":
+		return nil, nil
+	case "true", "false":
+		b := v == "true"
+		return &b, nil
+	default:
+		return nil, postern.CodedErrorf(postern.KindInvalid, "InvalidParameterValue", "Value (%.32s) for parameter %s is invalid. It must be true or false.", v, name)
+	}
+}
+
+// ints returns the integers prefix.1, prefix.2, …, or nil when there are
+// none.
+func (c *call) ints(prefix string) ([]int, error) {
+	vs, err := c.list(prefix)
+	if err != nil || len(vs) == 0 {
+		return nil, err
+	}
+	out := make([]int, len(vs))
+	for i, v := range vs {
+		if out[i], err = strconv.Atoi(v); err != nil {
+			return nil, postern.CodedErrorf(postern.KindInvalid, "InvalidParameterValue", "Value (%.32s) for parameter %s.%d is invalid. It must be an integer.", v, prefix, i+1)
+		}
+	}
+	return out, nil
+}

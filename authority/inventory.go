@@ -40,6 +40,8 @@ func kindOfID(id string) (resourceKind, bool) {
 		return vpcKind, true
 	case strings.HasPrefix(id, "subnet-"):
 		return subnetKind, true
+	case strings.HasPrefix(id, "eice-"):
+		return endpointKind, true
 	}
 	return resourceKind{}, false
 }
@@ -63,7 +65,8 @@ func notFound(err error, k resourceKind) error {
 	return err
 }
 
-// ResourceARN returns the ARN of an EC2 resource id (i-, vpc-, subnet-).
+// ResourceARN returns the ARN of an EC2 resource id (i-, vpc-, subnet-,
+// eice-).
 func (a *Authority) ResourceARN(id string) string {
 	k, ok := kindOfID(id)
 	if !ok {
@@ -282,7 +285,7 @@ func CheckResourceIDs(ids []string) error {
 	for _, id := range ids {
 		k, ok := kindOfID(id)
 		if !ok {
-			return postern.CodedErrorf(postern.KindInvalid, "InvalidID", "The ID '%s' is not valid: Postern tags instances (i-), VPCs (vpc-) and subnets (subnet-)", id)
+			return postern.CodedErrorf(postern.KindInvalid, "InvalidID", "The ID '%s' is not valid: Postern tags instances (i-), VPCs (vpc-), subnets (subnet-) and Instance Connect Endpoints (eice-)", id)
 		}
 		if err := checkIDs(k, []string{id}); err != nil {
 			return err
@@ -310,6 +313,12 @@ func (a *Authority) ResourceTags(ctx context.Context, id string) ([]postern.Tag,
 			return nil, notFound(err, k)
 		}
 		return v.Tags, nil
+	case endpointKind:
+		e, err := a.store.GetEndpoint(ctx, id)
+		if err != nil {
+			return nil, notFound(err, k)
+		}
+		return e.Tags, nil
 	default:
 		s, err := a.store.GetSubnet(ctx, id)
 		if err != nil {

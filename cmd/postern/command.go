@@ -36,6 +36,7 @@ func commands() []command {
 		{"policy", "manage inline policies and simulate decisions", groupRunner("policy", policyCommands)},
 		{"vpc", "declare networks", groupRunner("vpc", vpcCommands)},
 		{"subnet", "declare subnets inside networks", groupRunner("subnet", subnetCommands)},
+		{"endpoint", "manage Instance Connect Endpoints", groupRunner("endpoint", endpointCommands)},
 		{"instance", "list and deregister instances", groupRunner("instance", instanceCommands)},
 		{"activation", "create activations that register hosts", groupRunner("activation", activationCommands)},
 		{"agent", "run on a managed host: register, run, install", groupRunner("agent", agentCommands)},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -21,12 +22,14 @@ var resourceKinds = []resourceKind{
 	{"vpc-", "vpcs", "VPC"},
 	{"subnet-", "subnets", "subnet"},
 	{"i-", "instances", "instance"},
+	{"eice-", "endpoints", "Instance Connect Endpoint"},
 }
 
 var (
 	vpcKind      = resourceKinds[0]
 	subnetKind   = resourceKinds[1]
 	instanceKind = resourceKinds[2]
+	endpointKind = resourceKinds[3]
 )
 
 func (k resourceKind) notFound(id string) error {
@@ -303,10 +306,19 @@ func (s *Store) DeleteSubnet(ctx context.Context, id string) error {
 		} else if ok {
 			return postern.Conflictf("subnet %s has instances that are not terminated; terminate them first", id)
 		}
+		var eice string
+		err := tx.QueryRowContext(ctx, `SELECT id FROM endpoints WHERE subnet_id = ? AND state NOT IN (?, ?) LIMIT 1`,
+			id, postern.EndpointDeleteInProgress, postern.EndpointDeleteComplete).Scan(&eice)
+		if err == nil {
+			return postern.Conflictf("subnet %s holds Instance Connect Endpoint %s; delete it first", id, eice)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM tags WHERE resource_id = ?`, id); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM subnets WHERE id = ?`, id)
+		_, err = tx.ExecContext(ctx, `DELETE FROM subnets WHERE id = ?`, id)
 		return err
 	})
 }

@@ -283,7 +283,7 @@ func testInstances(t *testing.T, s postern.Store) {
 	wantKind(t, err, postern.KindNotFound, "ListInstances with an unknown id", "i-0fffffffffffffff0")
 }
 
-// tagsOf returns the current tags of a vpc-, subnet- or i- resource.
+// tagsOf returns the current tags of a vpc-, subnet-, eice- or i- resource.
 func tagsOf(t *testing.T, s postern.Store, id string) []postern.Tag {
 	t.Helper()
 	ctx := t.Context()
@@ -296,6 +296,10 @@ func tagsOf(t *testing.T, s postern.Store, id string) []postern.Tag {
 		sn, err := s.GetSubnet(ctx, id)
 		ok(t, err, "GetSubnet")
 		return sn.Tags
+	case len(id) > 5 && id[:5] == "eice-":
+		e, err := s.GetEndpoint(ctx, id)
+		ok(t, err, "GetEndpoint")
+		return e.Tags
 	default:
 		i, err := s.GetInstance(ctx, id)
 		ok(t, err, "GetInstance")
