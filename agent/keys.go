@@ -16,9 +16,15 @@ type keyStore struct {
 	ksk        ed25519.PublicKey
 	now        func() time.Time
 
-	mu     sync.Mutex
-	byUser map[string][]storedRecord
+	mu       sync.Mutex
+	byUser   map[string][]storedRecord
+	prunedAt time.Time // when every user's records were last swept
 }
+
+// sweepEvery bounds how often add sweeps every user's records: a host
+// receiving thousands of pushes a minute must not rescan them all each
+// time. forUser always drops the asking user's expired records.
+const sweepEvery = time.Second
 
 type storedRecord struct {
 	signed keyrecord.Signed
@@ -41,7 +47,10 @@ func (k *keyStore) add(s keyrecord.Signed) (keyrecord.Record, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.pruneLocked()
+	if now := k.now(); now.Sub(k.prunedAt) >= sweepEvery {
+		k.pruneLocked()
+		k.prunedAt = now
+	}
 	k.byUser[rec.OSUser] = append(k.byUser[rec.OSUser], storedRecord{s, rec})
 	return rec, nil
 }
@@ -50,10 +59,19 @@ func (k *keyStore) add(s keyrecord.Signed) (keyrecord.Record, error) {
 func (k *keyStore) forUser(user string) []keyrecord.Signed {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.pruneLocked()
+	now := k.now()
+	live := k.byUser[user][:0]
 	var out []keyrecord.Signed
 	for _, r := range k.byUser[user] {
-		out = append(out, r.signed)
+		if now.Before(r.rec.ExpiresAt) {
+			live = append(live, r)
+			out = append(out, r.signed)
+		}
+	}
+	if len(live) == 0 {
+		delete(k.byUser, user)
+	} else {
+		k.byUser[user] = live
 	}
 	return out
 }

@@ -85,6 +85,11 @@ func (c *call) serve() {
 	var resp any
 	if err == nil {
 		resp, err = c.op.handle(c)
+		if err == nil && c.svc.proto == protoIAMQuery && !c.op.readOnly {
+			// Users, keys, groups or policies changed: decisions from now
+			// on must see it.
+			c.s.auth.InvalidateIdentities()
+		}
 	}
 	if aerr := c.record(err); aerr != nil {
 		// A call never succeeds unaudited.

@@ -38,6 +38,9 @@ type Authority struct {
 	mu       sync.Mutex
 	keys     map[string]cachedKey        // access key id → key, briefly
 	policies map[string]*policy.Document // document text → parsed
+	// identities caches users and their policies (identitycache.go).
+	identities  map[string]identity
+	identityGen uint64
 }
 
 // keyCacheTTL bounds how long a deleted or deactivated key may still be
@@ -56,13 +59,14 @@ func New(cfg Config, st postern.Store, sealer *seal.Sealer, logger *slog.Logger)
 		logger = slog.New(slog.DiscardHandler)
 	}
 	a := &Authority{
-		cfg:      cfg,
-		store:    st,
-		sealer:   sealer,
-		log:      logger,
-		now:      time.Now,
-		keys:     make(map[string]cachedKey),
-		policies: make(map[string]*policy.Document),
+		cfg:        cfg,
+		store:      st,
+		sealer:     sealer,
+		log:        logger,
+		now:        time.Now,
+		keys:       make(map[string]cachedKey),
+		policies:   make(map[string]*policy.Document),
+		identities: make(map[string]identity),
 	}
 	a.verifier = sigv4.NewVerifier(a.lookupSecret)
 	return a
@@ -119,14 +123,14 @@ func (a *Authority) Authenticate(ctx context.Context, r *http.Request, body []by
 	if err != nil {
 		return nil, err
 	}
-	u, err := a.store.GetUser(ctx, k.key.UserName)
+	u, _, err := a.identityOf(ctx, k.key.UserName)
 	if err != nil {
 		if postern.IsKind(err, postern.KindNotFound) {
 			return nil, unknownKey()
 		}
 		return nil, err
 	}
-	return &Principal{User: *u, AccessKeyID: res.AccessKeyID, ARN: a.UserARN(u.Name), Signature: res}, nil
+	return &Principal{User: u, AccessKeyID: res.AccessKeyID, ARN: a.UserARN(u.Name), Signature: res}, nil
 }
 
 func unknownKey() error {

@@ -56,25 +56,9 @@ func (a *Authority) Simulate(ctx context.Context, userName string, acc Access, e
 }
 
 func (a *Authority) decide(ctx context.Context, u postern.User, acc Access, env Env) (policy.Decision, error) {
-	stored, err := a.store.PoliciesForUser(ctx, u.Name)
+	_, docs, err := a.identityOf(ctx, u.Name)
 	if err != nil {
 		return policy.Decision{}, err
-	}
-	docs := make([]policy.NamedDocument, 0, len(stored))
-	for _, sp := range stored {
-		doc, err := a.parsed(sp.Document)
-		if err != nil {
-			// A stored document was valid when it was put; if it no
-			// longer parses, it grants nothing rather than failing
-			// every call of the user.
-			a.log.Error("stored policy does not parse", "owner", sp.OwnerName, "policy", sp.Name, "err", err)
-			continue
-		}
-		name := sp.Name
-		if sp.OwnerKind == postern.PolicyOwnerGroup {
-			name = "group/" + sp.OwnerName + "/" + sp.Name
-		}
-		docs = append(docs, policy.NamedDocument{Name: name, Doc: doc})
 	}
 	return policy.Evaluate(docs, policy.Request{
 		Action:   acc.Action,

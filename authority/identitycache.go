@@ -1,0 +1,76 @@
+package authority
+
+import (
+	"context"
+	"time"
+
+	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/policy"
+)
+
+// identityCacheTTL bounds how long another replica's IAM change may take
+// to reach this one; this replica's own changes clear the cache at once
+// (InvalidateIdentities). Every signed request needs the caller's user and
+// policies, so reading them from the store each time dominates small calls.
+const identityCacheTTL = time.Second
+
+type identity struct {
+	user    postern.User
+	docs    []policy.NamedDocument
+	fetched time.Time
+}
+
+// InvalidateIdentities forgets every cached user and policy set; the API
+// calls it after each successful IAM change.
+func (a *Authority) InvalidateIdentities() {
+	a.mu.Lock()
+	a.identityGen++
+	clear(a.identities)
+	a.mu.Unlock()
+}
+
+// identityOf returns a user and their parsed policies, cached briefly.
+func (a *Authority) identityOf(ctx context.Context, name string) (postern.User, []policy.NamedDocument, error) {
+	now := a.now()
+	a.mu.Lock()
+	id, ok := a.identities[name]
+	gen := a.identityGen
+	a.mu.Unlock()
+	if ok && now.Sub(id.fetched) < identityCacheTTL {
+		return id.user, id.docs, nil
+	}
+	u, err := a.store.GetUser(ctx, name)
+	if err != nil {
+		return postern.User{}, nil, err
+	}
+	stored, err := a.store.PoliciesForUser(ctx, name)
+	if err != nil {
+		return postern.User{}, nil, err
+	}
+	docs := make([]policy.NamedDocument, 0, len(stored))
+	for _, sp := range stored {
+		doc, err := a.parsed(sp.Document)
+		if err != nil {
+			// A stored document was valid when it was put; if it no
+			// longer parses, it grants nothing rather than failing every
+			// call of the user.
+			a.log.Error("stored policy does not parse", "owner", sp.OwnerName, "policy", sp.Name, "err", err)
+			continue
+		}
+		pname := sp.Name
+		if sp.OwnerKind == postern.PolicyOwnerGroup {
+			pname = "group/" + sp.OwnerName + "/" + sp.Name
+		}
+		docs = append(docs, policy.NamedDocument{Name: pname, Doc: doc})
+	}
+	a.mu.Lock()
+	// A change that happened while we read must not be cached over.
+	if a.identityGen == gen {
+		if len(a.identities) > 10000 {
+			clear(a.identities)
+		}
+		a.identities[name] = identity{user: *u, docs: docs, fetched: now}
+	}
+	a.mu.Unlock()
+	return *u, docs, nil
+}
