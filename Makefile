@@ -1,6 +1,10 @@
 # Postern — see README.md. `make test` is what CI runs (through .ci/run).
 GO          ?= go
 BIN         := bin/postern
+# sshd's AuthorizedKeysCommand helper, slim and static (no cgo, so no
+# dynamic loader on every login attempt) so that it starts fast; agent
+# install uses it when it sits next to bin/postern.
+HELPER_BIN  := bin/postern-authorized-keys
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 STATICCHECK_VERSION := v0.8.2
 
@@ -8,6 +12,7 @@ STATICCHECK_VERSION := v0.8.2
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/postern
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(HELPER_BIN) ./cmd/postern-authorized-keys
 
 # The README's first command: server, agent and a demo instance in one
 # process, then a login through postern ssh. As root the instance is a real

@@ -1,60 +1,24 @@
 package agent
 
 import (
-	"fmt"
-	"strings"
 	"time"
 
-	"github.com/postern-dev/postern/keyrecord"
-	"github.com/postern-dev/postern/sshkey"
+	"github.com/postern-dev/postern/authkeys"
 )
+
+// The sshd helper itself lives in the dependency-light package authkeys,
+// shared by `postern authorized-keys` and postern-authorized-keys; these
+// names keep agent's API.
 
 // AuthorizedKey is one key line the sshd helper prints, with the record
 // that allowed it (for the log).
-type AuthorizedKey struct {
-	Line   string // `expiry-time="…Z" type base64`
-	Record keyrecord.Record
-}
+type AuthorizedKey = authkeys.AuthorizedKey
 
 // Rejected explains why a record the agent offered was not honoured.
-type Rejected struct {
-	Reason string
-}
+type Rejected = authkeys.Rejected
 
 // AuthorizedKeys asks the agent for user's records and returns the key
-// lines sshd may accept: each record's signature verifies under the pinned
-// key, it names this instance and this user, it has not expired, its key
-// parses and matches its fingerprint, and — when sshd passed one —
-// fingerprint matches. Anything in doubt is left out; an error means
-// nothing may be printed.
+// lines sshd may accept (see authkeys.AuthorizedKeys).
 func AuthorizedKeys(cfg HelperConfig, user, fingerprint string, now time.Time, timeout time.Duration) ([]AuthorizedKey, []Rejected, error) {
-	signed, err := QueryAgent(cfg.Socket, user, timeout)
-	if err != nil {
-		return nil, nil, fmt.Errorf("agent unavailable: %w", err)
-	}
-	var out []AuthorizedKey
-	var rejected []Rejected
-	for _, s := range signed {
-		rec, err := s.Verify(cfg.KeySigningKey)
-		if err == nil {
-			err = rec.Check(cfg.InstanceID, user, fingerprint, now)
-		}
-		if err == nil {
-			var k *sshkey.Key
-			if k, err = sshkey.Parse(rec.Key); err == nil && k.Fingerprint != rec.Fingerprint {
-				err = fmt.Errorf("record's fingerprint does not match its key")
-			} else if err == nil {
-				rec.Key = k.Line
-			}
-		}
-		if err != nil {
-			rejected = append(rejected, Rejected{Reason: err.Error()})
-			continue
-		}
-		// OpenSSH refuses the key itself past expiry-time: a second guard
-		// should the helper's answer be cached or replayed.
-		opt := `expiry-time="` + rec.ExpiresAt.UTC().Format("20060102150405") + `Z"`
-		out = append(out, AuthorizedKey{Line: opt + " " + strings.TrimSpace(rec.Key), Record: rec})
-	}
-	return out, rejected, nil
+	return authkeys.AuthorizedKeys(cfg, user, fingerprint, now, timeout)
 }

@@ -19,8 +19,14 @@ import (
 // Installer sets a host up for Postern in one step, and takes it down
 // again. Paths are fields so that tests can aim it at a scratch tree.
 type Installer struct {
-	Binary       string // the running postern binary, copied to LibexecPath
-	LibexecPath  string // "/usr/local/libexec/postern" (sshd insists on a root-owned path)
+	Binary      string // the running postern binary, copied to LibexecPath
+	LibexecPath string // "/usr/local/libexec/postern" (sshd insists on a root-owned path)
+	// Helper is the slim postern-authorized-keys binary, copied to
+	// HelperPath and run by sshd: it starts in a few milliseconds where
+	// the whole postern binary takes tens on every login attempt. Empty:
+	// sshd runs `postern authorized-keys` from LibexecPath instead.
+	Helper       string
+	HelperPath   string // "/usr/local/libexec/postern-authorized-keys"
 	SSHDConfig   string // "/etc/ssh/sshd_config", checked with sshd -t
 	DropIn       string // "/etc/ssh/sshd_config.d/60-postern.conf"
 	Unit         string // "/etc/systemd/system/postern-agent.service"
@@ -36,9 +42,33 @@ type Installer struct {
 func DefaultInstaller(binary string, out io.Writer) *Installer {
 	return &Installer{
 		Binary: binary, LibexecPath: "/usr/local/libexec/postern", SSHDConfig: "/etc/ssh/sshd_config",
+		Helper: SiblingHelper(binary), HelperPath: "/usr/local/libexec/" + HelperName,
 		DropIn: "/etc/ssh/sshd_config.d/60-postern.conf", Unit: "/etc/systemd/system/postern-agent.service",
 		HelperUser: "postern", HelperConfig: DefaultHelperConfig, Out: out,
 	}
+}
+
+// HelperName is the slim sshd helper's file name, beside postern's.
+const HelperName = "postern-authorized-keys"
+
+// SiblingHelper returns the slim helper binary next to the postern binary
+// at binary (as make build leaves them), or "" when there is none.
+func SiblingHelper(binary string) string {
+	p := filepath.Join(filepath.Dir(binary), HelperName)
+	if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	return p
+}
+
+// HelperCommand is the installed helper's command line up to its flags:
+// the slim binary when there is one, else `postern authorized-keys`. sshd
+// runs it with `--config CONFIG %u %f`.
+func (in *Installer) HelperCommand() string {
+	if in.Helper != "" {
+		return in.HelperPath
+	}
+	return in.LibexecPath + " authorized-keys"
 }
 
 func (in *Installer) run(ctx context.Context, name string, args ...string) ([]byte, error) {
@@ -61,7 +91,7 @@ func (in *Installer) say(format string, args ...any) {
 // DropInContent is the sshd configuration the installer writes.
 func (in *Installer) DropInContent() string {
 	return "# Written by 'postern agent install'; 'postern agent install --uninstall' removes it.\n" +
-		"AuthorizedKeysCommand " + in.LibexecPath + " authorized-keys --config " + in.HelperConfig + " %u %f\n" +
+		"AuthorizedKeysCommand " + in.HelperCommand() + " --config " + in.HelperConfig + " %u %f\n" +
 		"AuthorizedKeysCommandUser " + in.HelperUser + "\n"
 }
 
@@ -114,7 +144,10 @@ func (in *Installer) Install(ctx context.Context) error {
 // Uninstall removes what Install added (the helper user stays: files it
 // may own would be orphaned otherwise).
 func (in *Installer) Uninstall(ctx context.Context) error {
-	for _, p := range []string{in.DropIn, in.Unit, in.LibexecPath} {
+	for _, p := range []string{in.DropIn, in.Unit, in.LibexecPath, in.HelperPath} {
+		if p == "" {
+			continue
+		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
@@ -123,7 +156,11 @@ func (in *Installer) Uninstall(ctx context.Context) error {
 		return fmt.Errorf("sshd's configuration does not check after removal: %w", err)
 	}
 	in.reloadServices(ctx, false)
-	in.say("removed the sshd configuration, the agent unit and %s", in.LibexecPath)
+	removed := in.LibexecPath
+	if in.HelperPath != "" {
+		removed += " and " + in.HelperPath
+	}
+	in.say("removed the sshd configuration, the agent unit, %s", removed)
 	return nil
 }
 
@@ -137,7 +174,7 @@ func (in *Installer) checkNoOtherCommand(ctx context.Context) error {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		v, ok := strings.CutPrefix(sc.Text(), "authorizedkeyscommand ")
-		if !ok || v == "none" || strings.HasPrefix(v, in.LibexecPath+" ") {
+		if !ok || v == "none" || strings.HasPrefix(v, in.LibexecPath+" ") || in.HelperPath != "" && strings.HasPrefix(v, in.HelperPath+" ") {
 			continue
 		}
 		if !in.Force {
@@ -148,24 +185,35 @@ func (in *Installer) checkNoOtherCommand(ctx context.Context) error {
 	return nil
 }
 
-// CopyBinary installs the running binary at LibexecPath, root-owned.
+// CopyBinary installs the running binary at LibexecPath and, when there
+// is one, the slim helper at HelperPath, both root-owned.
 func (in *Installer) CopyBinary() error {
-	src, err := os.ReadFile(in.Binary)
+	if err := in.install(in.Binary, in.LibexecPath); err != nil {
+		return err
+	}
+	if in.Helper != "" {
+		return in.install(in.Helper, in.HelperPath)
+	}
+	return nil
+}
+
+func (in *Installer) install(from, to string) error {
+	src, err := os.ReadFile(from)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(in.LibexecPath), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
 		return err
 	}
-	if err := atomicfile.Write(in.LibexecPath, src, 0o755); err != nil {
+	if err := atomicfile.Write(to, src, 0o755); err != nil {
 		return err
 	}
 	if os.Geteuid() == 0 {
-		if err := os.Chown(in.LibexecPath, 0, 0); err != nil {
+		if err := os.Chown(to, 0, 0); err != nil {
 			return err
 		}
 	}
-	in.say("installed %s", in.LibexecPath)
+	in.say("installed %s", to)
 	return nil
 }
 

@@ -111,3 +111,49 @@ func TestInstallBacksOutWhenSSHDRejectsTheConfig(t *testing.T) {
 		t.Error("the rejected drop-in was left in place")
 	}
 }
+
+func TestInstallPrefersTheSlimHelper(t *testing.T) {
+	in, _ := scratchInstaller(t, "")
+	dir := filepath.Dir(in.Binary)
+	if SiblingHelper(in.Binary) != "" {
+		t.Fatal("SiblingHelper found a helper that is not there")
+	}
+	helper := filepath.Join(dir, HelperName)
+	if err := os.WriteFile(helper, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := SiblingHelper(in.Binary); got != helper {
+		t.Fatalf("SiblingHelper = %q, want %q", got, helper)
+	}
+	in.Helper, in.HelperPath = helper, filepath.Join(dir, "libexec", HelperName)
+	ctx := context.Background()
+	if err := in.Install(ctx); err != nil {
+		t.Fatal(err)
+	}
+	drop, err := os.ReadFile(in.DropIn)
+	want := "AuthorizedKeysCommand " + in.HelperPath + " --config " + in.HelperConfig + " %u %f\n"
+	if err != nil || !strings.Contains(string(drop), want) {
+		t.Fatalf("drop-in: %q %v; want %q", drop, err, want)
+	}
+	out, err := exec.Command("sshd", "-T", "-f", in.SSHDConfig, "-C", "user=root,host=localhost,addr=127.0.0.1").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "authorizedkeyscommand "+in.HelperPath+" --config") {
+		t.Fatalf("sshd -T: %v %s", err, out)
+	}
+	for _, p := range []string{in.LibexecPath, in.HelperPath} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s: %v %v", p, fi, err)
+		}
+	}
+	// Our own slim helper is not "another AuthorizedKeysCommand".
+	if err := in.Install(ctx); err != nil {
+		t.Fatalf("reinstall: %v", err)
+	}
+	if err := in.Uninstall(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{in.DropIn, in.Unit, in.LibexecPath, in.HelperPath} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left behind", p)
+		}
+	}
+}

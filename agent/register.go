@@ -15,6 +15,7 @@ import (
 
 	"github.com/postern-dev/postern/agentproto"
 	"github.com/postern-dev/postern/atomicfile"
+	"github.com/postern-dev/postern/authkeys"
 )
 
 // RegisterRequest is what an agent sends to register.
@@ -109,16 +110,12 @@ func Register(ctx context.Context, r Registration) (*State, error) {
 }
 
 // DefaultHelperConfig is where the sshd helper reads what it pins.
-const DefaultHelperConfig = "/etc/postern/helper.json"
+const DefaultHelperConfig = authkeys.DefaultConfigPath
 
 // HelperConfig is what the sshd helper needs and may read as an
 // unprivileged user: whose records to accept and where to ask. It holds no
 // secret.
-type HelperConfig struct {
-	InstanceID    string            `json:"instanceId"`
-	KeySigningKey ed25519.PublicKey `json:"keySigningKey"`
-	Socket        string            `json:"socket"`
-}
+type HelperConfig = authkeys.Config
 
 // WriteHelperConfig writes cfg world-readable, in a directory only root
 // may change.
@@ -135,16 +132,5 @@ func WriteHelperConfig(path string, cfg HelperConfig) error {
 
 // ReadHelperConfig reads the helper's pinned facts.
 func ReadHelperConfig(path string) (HelperConfig, error) {
-	var cfg HelperConfig
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return cfg, err
-	}
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return cfg, err
-	}
-	if cfg.InstanceID == "" || len(cfg.KeySigningKey) != ed25519.PublicKeySize || cfg.Socket == "" {
-		return cfg, fmt.Errorf("%s is incomplete", path)
-	}
-	return cfg, nil
+	return authkeys.ReadConfig(path)
 }

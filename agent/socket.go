@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,21 +13,18 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/postern-dev/postern/authkeys"
 	"github.com/postern-dev/postern/keyrecord"
 )
 
 // DefaultSocket is where the agent answers the sshd helper.
-const DefaultSocket = "/run/postern/agent.sock"
+const DefaultSocket = authkeys.DefaultSocket
 
 // HelperRequest asks for the records of one OS user.
-type HelperRequest struct {
-	User string `json:"user"`
-}
+type HelperRequest = authkeys.Request
 
 // HelperResponse lists the live signed records for that user.
-type HelperResponse struct {
-	Records []keyrecord.Signed `json:"records"`
-}
+type HelperResponse = authkeys.Response
 
 // socketServer answers the sshd helper. Only root and the helper's own
 // user (AuthorizedKeysCommandUser) may ask: the socket file is 0660 owned
@@ -124,18 +120,5 @@ func peerUID(c *net.UnixConn) (int, error) {
 // QueryAgent asks the agent at socket for user's records (used by the
 // helper). It gives up after timeout.
 func QueryAgent(socket, user string, timeout time.Duration) ([]keyrecord.Signed, error) {
-	c, err := net.DialTimeout("unix", socket, timeout)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	if err := json.NewEncoder(c).Encode(HelperRequest{User: user}); err != nil {
-		return nil, err
-	}
-	var resp HelperResponse
-	if err := json.NewDecoder(io.LimitReader(c, 1<<20)).Decode(&resp); err != nil {
-		return nil, fmt.Errorf("agent answered nothing usable: %w", err)
-	}
-	return resp.Records, nil
+	return authkeys.Query(socket, user, timeout)
 }

@@ -50,7 +50,8 @@ func (p *pusher) push(ctx context.Context, osUser, key string) error {
 // exec of the installed binary as the helper user) and, for comparison,
 // the in-process work alone (socket query and verification).
 type helperResult struct {
-	Records      int // live records the agent holds for the user
+	Records      int    // live records the agent holds for the user
+	Command      string // the helper sshd runs, e.g. postern-authorized-keys
 	Exec, InProc samples
 	// Process start-up alone, as the helper user: /bin/true, and the
 	// postern binary printing its version.
@@ -59,7 +60,8 @@ type helperResult struct {
 	SyslogPresent bool
 }
 
-// measureHelper runs `postern authorized-keys --config … USER FP` n times,
+// measureHelper runs the installed helper (postern-authorized-keys, or
+// `postern authorized-keys`) with `--config … USER FP` n times,
 // as sshd would, against the live agent holding a few records for USER.
 func measureHelper(ctx context.Context, r *rig, n int, budget time.Duration) (*helperResult, error) {
 	p := newPusher(r.users[0], r.instance)
@@ -81,7 +83,7 @@ func measureHelper(ctx context.Context, r *rig, n int, budget time.Duration) (*h
 	if line, _, err := newKey(""); err == nil {
 		_ = p.push(ctx, "ubuntu", line)
 	}
-	res := &helperResult{Records: records}
+	res := &helperResult{Records: records, Command: filepath.Base(strings.Join(r.helperCmd, " "))}
 	_, err := os.Stat("/dev/log")
 	res.SyslogPresent = err == nil
 
@@ -89,7 +91,7 @@ func measureHelper(ctx context.Context, r *rig, n int, budget time.Duration) (*h
 		var out bytes.Buffer
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(cctx, r.helperPath, "authorized-keys", "--config", r.helperConfig, loginUser, fp)
+		cmd := exec.CommandContext(cctx, r.helperCmd[0], append(r.helperCmd[1:], "--config", r.helperConfig, loginUser, fp)...)
 		// What sshd gives an AuthorizedKeysCommand: the helper user and
 		// an almost empty environment.
 		cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin"}

@@ -148,11 +148,11 @@ func (r *report) write(w io.Writer) {
 	p("| what | runs | median | p99 | target | met |")
 	p("|---|---:|---:|---:|---|---|")
 	if h := r.helper; h != nil {
-		p("| sshd helper: `postern authorized-keys --config … USER FP` exec'd as the helper user, agent holding %d records for USER | %d | %s | %s | p99 ≤ %s | %s |",
-			h.Records, len(h.Exec), ms(h.Exec.median()), ms(h.Exec.p99()), ms(targetHelperP99), verdict(len(h.Exec) > 0 && h.Exec.p99() <= targetHelperP99 && h.WrongAnswers == 0))
+		p("| sshd helper: `%s --config … USER FP` exec'd as the helper user, agent holding %d records for USER | %d | %s | %s | p99 ≤ %s | %s |",
+			h.Command, h.Records, len(h.Exec), ms(h.Exec.median()), ms(h.Exec.p99()), ms(targetHelperP99), verdict(len(h.Exec) > 0 && h.Exec.p99() <= targetHelperP99 && h.WrongAnswers == 0))
 		p("| … of which the work itself: `agent.AuthorizedKeys` in process (socket query, signature and expiry checks) | %d | %s | %s | | |",
 			len(h.InProc), ms(h.InProc.median()), ms(h.InProc.p99()))
-		p("| … floor: the same binary exec'd to print its version (process start-up, no work) | %d | %s | %s | | |",
+		p("| … floor: the whole `postern` binary exec'd to print its version (process start-up, no work) | %d | %s | %s | | |",
 			len(h.Version), ms(h.Version.median()), ms(h.Version.p99()))
 		p("| … floor: `/bin/true` exec'd the same way (this machine's fork and exec) | %d | %s | %s | | |",
 			len(h.True), ms(h.True.median()), ms(h.True.p99()))

@@ -76,9 +76,10 @@ type rig struct {
 
 	sshPort      int
 	helperConfig string
-	helperDir    string // under libexecDir, this run's own
-	helperPath   string // the installed helper binary
-	knownHosts   string // the sshd host key for plain ssh
+	helperDir    string   // under libexecDir, this run's own
+	helperPath   string   // the installed postern binary
+	helperCmd    []string // the helper sshd runs, up to --config: the slim binary, or postern authorized-keys
+	knownHosts   string   // the sshd host key for plain ssh
 	helperUID    int
 	helperGID    int
 	madeLogin    bool // loginUser was created by this run
@@ -318,21 +319,23 @@ func (r *rig) startInstance(ctx context.Context) error {
 	r.helperPath = filepath.Join(r.helperDir, "postern")
 	in := agent.DefaultInstaller(r.cfg.Postern, nil)
 	in.LibexecPath = r.helperPath
+	in.HelperPath = filepath.Join(r.helperDir, agent.HelperName) // used when make build left the slim helper beside postern
 	if err := in.CopyBinary(); err != nil {
 		return fmt.Errorf("install the helper: %w", err)
 	}
+	r.helperCmd = strings.Fields(in.HelperCommand())
 	sshdConfig := filepath.Join(pub, "sshd_config")
 	conf := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
 HostKey %s
 PidFile %s
 AuthorizedKeysFile none
-AuthorizedKeysCommand %s authorized-keys --config %s %%u %%f
+AuthorizedKeysCommand %s --config %s %%u %%f
 AuthorizedKeysCommandUser %s
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
-`, port, hostKey, filepath.Join(pub, "sshd.pid"), r.helperPath, r.helperConfig, helperUserName)
+`, port, hostKey, filepath.Join(pub, "sshd.pid"), in.HelperCommand(), r.helperConfig, helperUserName)
 	if err := os.WriteFile(sshdConfig, []byte(conf), 0o644); err != nil {
 		return err
 	}

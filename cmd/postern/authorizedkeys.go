@@ -2,18 +2,18 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"log/syslog"
 	"time"
 
-	"github.com/postern-dev/postern/agent"
+	"github.com/postern-dev/postern/authkeys"
 )
 
 // helperTimeout bounds the whole helper run: sshd waits on it for every
 // login attempt.
-const helperTimeout = 4 * time.Second
+const helperTimeout = authkeys.Timeout
 
-// runAuthorizedKeys is sshd's AuthorizedKeysCommand. It prints the valid
+// runAuthorizedKeys is sshd's AuthorizedKeysCommand (the slim
+// postern-authorized-keys binary runs the same code and starts faster;
+// postern agent install prefers it when built). It prints the valid
 // pushed keys for the user and exits 0; on any doubt it prints nothing
 // and still exits 0, so that sshd simply falls back to its other methods.
 func runAuthorizedKeys(ctx context.Context, m *Main, args []string) error {
@@ -21,40 +21,15 @@ func runAuthorizedKeys(ctx context.Context, m *Main, args []string) error {
 		"# in sshd_config (postern agent install writes this):\n"+
 			"AuthorizedKeysCommand /usr/local/libexec/postern authorized-keys %u %f\n"+
 			"AuthorizedKeysCommandUser postern")
-	config := fs.String("config", agent.DefaultHelperConfig, "the helper's pinned instance id, server key and agent socket")
+	config := fs.String("config", authkeys.DefaultConfigPath, "the helper's pinned instance id, server key and agent socket")
 	if err := fs.parse(args, true); err != nil {
 		return err
 	}
 	if fs.NArg() < 1 || fs.NArg() > 2 {
 		return usagef("authorized-keys: want USER [FINGERPRINT]")
 	}
-	user, fingerprint := fs.Arg(0), fs.Arg(1)
-	logw, _ := syslog.New(syslog.LOG_AUTHPRIV|syslog.LOG_INFO, "postern-authorized-keys")
-	logf := func(format string, a ...any) {
-		if logw != nil {
-			logw.Info(fmt.Sprintf(format, a...))
-		}
-	}
-	if logw != nil {
-		defer logw.Close()
-	}
-	cfg, err := agent.ReadHelperConfig(*config)
-	if err != nil {
-		logf("no keys for %s: cannot read %s: %v", user, *config, err)
-		return nil
-	}
-	keys, rejected, err := agent.AuthorizedKeys(cfg, user, fingerprint, time.Now(), helperTimeout)
-	if err != nil {
-		logf("no keys for %s: %v", user, err)
-		return nil
-	}
-	for _, r := range rejected {
-		logf("refused a key record for %s: %s", user, r.Reason)
-	}
-	for _, k := range keys {
-		fmt.Fprintln(m.Stdout, k.Line)
-		logf("accepted key %s for %s on %s (request %s, pushed by %s, expires %s)", k.Record.Fingerprint, user,
-			k.Record.InstanceID, k.Record.RequestID, k.Record.Caller, k.Record.ExpiresAt.UTC().Format(time.RFC3339))
-	}
+	logf, closeLog := authkeys.Syslog()
+	defer closeLog()
+	authkeys.Print(m.Stdout, logf, *config, fs.Arg(0), fs.Arg(1), time.Now(), helperTimeout)
 	return nil
 }

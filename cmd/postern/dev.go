@@ -24,9 +24,18 @@ import (
 	"github.com/postern-dev/postern/server"
 )
 
-// libexecHelper is where dev installs the sshd helper: sshd runs an
-// AuthorizedKeysCommand only from a root-owned path.
-const libexecHelper = "/usr/local/libexec/postern"
+// libexecHelper returns the installer dev copies the sshd helper with:
+// sshd runs an AuthorizedKeysCommand only from a root-owned path, so this
+// binary goes to /usr/local/libexec/postern and, when make build left one
+// next to it, the slim postern-authorized-keys beside it — which is then
+// the helper sshd runs.
+func libexecHelper() (*agent.Installer, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return agent.DefaultInstaller(self, nil), nil
+}
 
 // runDev runs a whole Postern in one process: the server on the embedded
 // store, and a demo instance that is a real SSH server reached through the
@@ -181,13 +190,13 @@ func devEnv(m *Main, dataDir string) ([]string, error) {
 	return env, nil
 }
 
-// installHelper copies this binary to libexecHelper (root-owned, 0755).
+// installHelper copies this binary, and the slim helper when there is
+// one, where libexecHelper says (root-owned, 0755).
 func installHelper() error {
-	self, err := os.Executable()
+	in, err := libexecHelper()
 	if err != nil {
 		return err
 	}
-	in := agent.DefaultInstaller(self, nil)
 	return in.CopyBinary()
 }
 
@@ -325,18 +334,22 @@ func prepareSSHD(dir, pub string, port int, helperCfg string) (*demoSSH, error) 
 	if err != nil {
 		return nil, err
 	}
+	in, err := libexecHelper()
+	if err != nil {
+		return nil, err
+	}
 	sshdConfig := filepath.Join(pub, "sshd_config")
 	cfg := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
 HostKey %s
 PidFile %s
 AuthorizedKeysFile none
-AuthorizedKeysCommand %s authorized-keys --config %s %%u %%f
+AuthorizedKeysCommand %s --config %s %%u %%f
 AuthorizedKeysCommandUser %s
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
-`, port, hostKey, filepath.Join(pub, "sshd.pid"), libexecHelper, helperCfg, helperUser)
+`, port, hostKey, filepath.Join(pub, "sshd.pid"), in.HelperCommand(), helperCfg, helperUser)
 	if err := os.WriteFile(sshdConfig, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}

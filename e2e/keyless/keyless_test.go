@@ -260,7 +260,7 @@ func (w *world) testSocketRefusesStrangers(t *testing.T) {
 		if res.Error != "" || res.Records < 1 {
 			return fmt.Sprintf("the helper user got %+v, want at least one record", res), false
 		}
-		out := w.asUser(t, helperUID, helperGID, w.helperBin, "authorized-keys", "--config", w.helperConfig, "alice", fp)
+		out := w.asUser(t, helperUID, helperGID, w.helperCmd[0], append(w.helperCmd[1:], "--config", w.helperConfig, "alice", fp)...)
 		if out.Code != 0 || !strings.Contains(out.Stdout, strings.Fields(k.Pub)[1]) || !strings.Contains(out.Stdout, `expiry-time="`) {
 			return fmt.Sprintf("postern authorized-keys as the helper user: %s", out), false
 		}
@@ -273,7 +273,7 @@ func (w *world) testSocketRefusesStrangers(t *testing.T) {
 	if res.Error == "" || res.Records != 0 || !strings.Contains(res.Error, "permission denied") {
 		t.Errorf("nobody asked the agent's socket and got %+v; want permission denied and no records", res)
 	}
-	out := w.asUser(t, nobodyUID, nobodyGID, w.helperBin, "authorized-keys", "--config", w.helperConfig, "alice")
+	out := w.asUser(t, nobodyUID, nobodyGID, w.helperCmd[0], append(w.helperCmd[1:], "--config", w.helperConfig, "alice")...)
 	if out.Code != 0 || strings.TrimSpace(out.Stdout) != "" {
 		t.Errorf("postern authorized-keys as nobody: want nothing printed and exit 0, got %s", out)
 	}

@@ -15,6 +15,9 @@ import (
 var (
 	// posternBin is the binary TestMain built.
 	posternBin string
+	// authKeysBin is the slim postern-authorized-keys TestMain built: the
+	// helper sshd runs, as postern agent install sets it up.
+	authKeysBin string
 	// repoRoot is the module root.
 	repoRoot string
 )
@@ -57,6 +60,14 @@ func runTests(m *testing.M) int {
 	build.Dir = repoRoot
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "keyless: go build ./cmd/postern: %v\n%s", err, out)
+		return 1
+	}
+	authKeysBin = filepath.Join(dir, agent.HelperName)
+	build = exec.Command(goTool, "build", "-trimpath", "-o", authKeysBin, "./cmd/postern-authorized-keys")
+	build.Dir = repoRoot
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build does
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "keyless: go build ./cmd/postern-authorized-keys: %v\n%s", err, out)
 		return 1
 	}
 	return m.Run()

@@ -59,10 +59,11 @@ type world struct {
 	instIP     string // the instance's address
 	subnetCIDR string
 
-	runDir     string // root-owned 0755: helper config, socket, host keys, agent state
-	libexecDir string // root-owned 0755 under /usr/local/libexec: the helper binary
-	helperBin  string // the root-owned copy of postern sshd runs
-	probeBin   string // a copy of this test binary, for the socket probe
+	runDir     string   // root-owned 0755: helper config, socket, host keys, agent state
+	libexecDir string   // root-owned 0755 under /usr/local/libexec: the helper binary
+	helperBin  string   // the root-owned copy of the helper sshd runs
+	helperCmd  []string // its command line up to --config: helperBin alone, or with authorized-keys
+	probeBin   string   // a copy of this test binary, for the socket probe
 
 	helperUser   string // the agent's --helper-user and sshd's AuthorizedKeysCommandUser
 	strangerUser string // a user in the helper's group, but not the helper
@@ -249,8 +250,15 @@ func (w *world) setUpDirs(t *testing.T) {
 			t.Errorf("remove %s: %v", w.libexecDir, err)
 		}
 	})
+	// The slim helper when built, else postern authorized-keys.
 	w.helperBin = filepath.Join(w.libexecDir, "postern")
 	copyFile(t, posternBin, w.helperBin, 0o755)
+	w.helperCmd = []string{w.helperBin, "authorized-keys"}
+	if authKeysBin != "" {
+		w.helperBin = filepath.Join(w.libexecDir, "postern-authorized-keys")
+		copyFile(t, authKeysBin, w.helperBin, 0o755)
+		w.helperCmd = []string{w.helperBin}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -505,7 +513,7 @@ func (w *world) startSSHD(t *testing.T) {
 		"HostKey " + filepath.Join(w.sshDir, "ssh_host_ed25519_key"),
 		"PidFile " + filepath.Join(w.runDir, "sshd.pid"),
 		"AuthorizedKeysFile none",
-		"AuthorizedKeysCommand " + w.helperBin + " authorized-keys --config " + w.helperConfig + " %u %f",
+		"AuthorizedKeysCommand " + strings.Join(w.helperCmd, " ") + " --config " + w.helperConfig + " %u %f",
 		"AuthorizedKeysCommandUser " + w.helperUser,
 		"PubkeyAuthentication yes",
 		"PasswordAuthentication no",
