@@ -41,6 +41,9 @@ type Server struct {
 	services map[string]*service // by JSON target prefix or Query version
 	throttle *throttle
 	now      func() time.Time
+	// usedTunnelURLs makes each presigned OpenTunnel URL good for one
+	// tunnel.
+	usedTunnelURLs usedURLs
 }
 
 // New returns a Server.

@@ -41,6 +41,10 @@ type Authority struct {
 	// identities caches users and their policies (identitycache.go).
 	identities  map[string]identity
 	identityGen uint64
+
+	// endpointChanged, when set, hears of every endpoint whose settings
+	// changed or whose deletion began, so that its process is told.
+	endpointChanged func(*postern.Endpoint)
 }
 
 // keyCacheTTL bounds how long a deleted or deactivated key may still be

@@ -373,7 +373,18 @@ func (a *Authority) ModifyEndpoint(ctx context.Context, id string, ch EndpointCh
 		return nil, incorrectState(err)
 	}
 	e.EndpointSettings = set
+	a.notifyEndpoint(e)
 	return e, nil
+}
+
+// OnEndpointChange registers f to hear of every endpoint whose settings
+// changed or whose deletion began. Set it before serving.
+func (a *Authority) OnEndpointChange(f func(*postern.Endpoint)) { a.endpointChanged = f }
+
+func (a *Authority) notifyEndpoint(e *postern.Endpoint) {
+	if a.endpointChanged != nil {
+		a.endpointChanged(e)
+	}
 }
 
 func sameSet(a, b []string) bool {
@@ -392,6 +403,9 @@ func (a *Authority) DeleteEndpoint(ctx context.Context, id string) (*postern.End
 	e, err := a.store.DeleteEndpoint(ctx, id)
 	if err != nil {
 		return nil, incorrectState(err)
+	}
+	if e.State == postern.EndpointDeleteInProgress {
+		a.notifyEndpoint(e)
 	}
 	return e, nil
 }

@@ -76,8 +76,9 @@ func SettingsOf(s postern.EndpointSettings) Settings {
 type JoinRequest struct {
 	Mode string `json:"mode"`
 	// DNSName is where clients reach a listen-mode endpoint (host:port, or
-	// host for port 443). Empty in relay mode: clients then reach the
-	// server.
+	// host for port 443). In relay mode clients reach the server: DNSName
+	// is then the server's address as they know it, by default the one the
+	// endpoint used.
 	DNSName string `json:"dnsName,omitempty"`
 	// CertPublicKey, in listen mode, is the PKIX DER public key that the
 	// server's CA certifies for DNSName's host. Empty when the endpoint
@@ -157,6 +158,8 @@ type TunnelError struct {
 	Status    int    `json:"status"`
 	ErrorCode string `json:"errorCode"`
 	Message   string `json:"message"`
+	// RequestID is the audit record's request id, when there is one.
+	RequestID string `json:"requestId,omitempty"`
 }
 
 func (e *TunnelError) Error() string { return e.ErrorCode + ": " + e.Message }

@@ -4,6 +4,7 @@ package pki
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
@@ -55,21 +56,7 @@ func EnsureServerCert(dir string, hosts []string, now time.Time) (tls.Certificat
 	if err != nil {
 		return tls.Certificate{}, "", err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: hosts[0], Organization: []string{"Postern"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(certLifetime),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
+	tmpl := serverTemplate(hosts, "Postern", now, certLifetime)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &priv.PublicKey, caPriv)
 	if err != nil {
 		return tls.Certificate{}, "", fmt.Errorf("sign server certificate: %w", err)
@@ -156,4 +143,60 @@ func serial() *big.Int {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
 	return n
+}
+
+// endpointCertLifetime is how long a certificate issued to an Instance
+// Connect Endpoint lives; the endpoint asks for a new one each time it
+// joins.
+const endpointCertLifetime = 30 * 24 * time.Hour
+
+// IssueLeaf certifies pub (PKIX DER, ECDSA or Ed25519) as a TLS server
+// for host with the CA in dir, and returns the chain, leaf first. It fails
+// with os.ErrNotExist when dir holds no CA of Postern's (the operator
+// brought their own certificate): the caller must then bring its own too.
+func IssueLeaf(dir string, pubDER []byte, host string, now time.Time) ([][]byte, error) {
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, CAFile), filepath.Join(dir, caKey))
+	if err != nil {
+		return nil, err
+	}
+	caCert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, err
+	}
+	pub, err := x509.ParsePKIXPublicKey(pubDER)
+	if err != nil {
+		return nil, fmt.Errorf("the public key to certify does not parse: %w", err)
+	}
+	switch pub.(type) {
+	case *ecdsa.PublicKey, ed25519.PublicKey:
+	default:
+		return nil, errors.New("the public key to certify must be ECDSA or Ed25519")
+	}
+	tmpl := serverTemplate([]string{host}, "Postern Instance Connect Endpoint", now, endpointCertLifetime)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, pub, pair.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("certify endpoint: %w", err)
+	}
+	return [][]byte{der, caCert.Raw}, nil
+}
+
+// serverTemplate is a TLS server certificate for hosts (DNS names or IP
+// addresses), valid from an hour ago for lifetime.
+func serverTemplate(hosts []string, org string, now time.Time, lifetime time.Duration) *x509.Certificate {
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: hosts[0], Organization: []string{org}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(lifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	return tmpl
 }

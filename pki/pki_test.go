@@ -1,8 +1,12 @@
 package pki
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -84,5 +88,46 @@ func TestEnsureServerCertReusesAndRenews(t *testing.T) {
 	caAfter, _ := os.ReadFile(filepath.Join(dir, CAFile))
 	if string(caBefore) != string(caAfter) {
 		t.Error("CA changed; clients would lose trust")
+	}
+}
+
+func TestIssueLeaf(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	if _, err := IssueLeaf(dir, nil, "edge.example", now); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("without a CA: %v, want os.ErrNotExist", err)
+	}
+	if _, _, err := EnsureServerCert(dir, []string{"localhost"}, now); err != nil {
+		t.Fatal(err)
+	}
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := IssueLeaf(dir, []byte("junk"), "edge.example", now); err == nil {
+		t.Fatal("a junk public key was certified")
+	}
+	for _, host := range []string{"edge.example", "10.0.0.7"} {
+		chain, err := IssueLeaf(dir, pub, host, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(chain[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		ca, _ := x509.ParseCertificate(chain[1])
+		pool.AddCert(ca)
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: pool, CurrentTime: now}); err != nil {
+			t.Fatalf("%s: %v", host, err)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: "other.example", Roots: pool, CurrentTime: now}); err == nil {
+			t.Fatalf("%s: certificate also valid for another host", host)
+		}
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/postern-dev/postern/atomicfile"
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/authority"
+	"github.com/postern-dev/postern/endpointproto"
 	"github.com/postern-dev/postern/keyfile"
 	"github.com/postern-dev/postern/pki"
 	"github.com/postern-dev/postern/seal"
@@ -122,6 +123,10 @@ type Server struct {
 	draining atomic.Bool
 	ksk      ed25519.PrivateKey
 	hub      *agenthub.Hub
+	api      *api.Server
+	// endpoints holds the control sessions of Instance Connect Endpoint
+	// processes.
+	endpoints *endpointHub
 	// baseCtx lives as long as the server; agent sessions hang off it
 	// rather than off their HTTP request.
 	baseCtx    context.Context
@@ -199,13 +204,21 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	apiHandler := api.New(api.Config{
+	s.api = api.New(api.Config{
 		Authority: s.auth, Trail: s.trail, AuditKey: auditPub, Logger: logger,
 		Metrics: api.NewMetrics(reg), Throttle: cfg.Throttle,
 		KeyPush: api.KeyPush{Pusher: s.hub, Signer: s.ksk, Lifetime: cfg.KeyLifetime, Timeout: cfg.PushTimeout},
 	})
 	mux := http.NewServeMux()
-	mux.Handle("/", apiHandler)
+	s.endpoints = newEndpointHub()
+	s.auth.OnEndpointChange(s.onEndpointChange)
+	mux.Handle("/", s.api)
+	mux.HandleFunc("POST "+endpointproto.JoinPath, s.handleEndpointJoin)
+	mux.HandleFunc("GET "+endpointproto.ControlPath, s.handleEndpointControl)
+	mux.HandleFunc("POST "+endpointproto.AuthorizePath, s.handleEndpointAuthorize)
+	mux.HandleFunc("POST "+endpointproto.ClosedPath, s.handleEndpointClosed)
+	mux.HandleFunc("GET "+endpointproto.RelayPath, s.handleEndpointRelay)
+	mux.HandleFunc("GET "+endpointproto.OpenTunnelPath, s.handleOpenTunnel)
 	mux.HandleFunc("POST "+agent.RegisterPath, s.handleRegister)
 	mux.HandleFunc("GET "+agent.ConnectPath, s.handleConnect)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })

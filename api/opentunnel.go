@@ -1,0 +1,313 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/audit"
+	"github.com/postern-dev/postern/authority"
+	"github.com/postern-dev/postern/endpointproto"
+)
+
+// OpenTunnel's presigned URLs live at most this long (the AWS CLI signs
+// them for 60 seconds).
+const maxTunnelURLLifetime = 60 * time.Second
+
+// Condition keys of ec2-instance-connect:OpenTunnel.
+const (
+	keyRemotePort        = "ec2-instance-connect:remotePort"
+	keyPrivateIPAddress  = "ec2-instance-connect:privateIpAddress"
+	keyMaxTunnelDuration = "ec2-instance-connect:maxTunnelDuration"
+)
+
+// usedURLs remembers the signatures of presigned OpenTunnel URLs until they
+// expire, so that each opens one tunnel only: a URL seen in a log, a proxy
+// or a browser history cannot be replayed within its minute.
+type usedURLs struct {
+	mu   sync.Mutex
+	seen map[string]time.Time // signature → expiry
+	next time.Time            // when to sweep expired entries next
+}
+
+// first records sig until expires and reports whether it is new.
+func (u *usedURLs) first(sig string, expires, now time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.seen == nil {
+		u.seen = map[string]time.Time{}
+	}
+	if now.After(u.next) {
+		for k, exp := range u.seen {
+			if now.After(exp) {
+				delete(u.seen, k)
+			}
+		}
+		u.next = now.Add(10 * time.Second)
+	}
+	if _, dup := u.seen[sig]; dup {
+		return false
+	}
+	u.seen[sig] = expires
+	return true
+}
+
+// tunnelRequest is what an OpenTunnel URL asks for.
+type tunnelRequest struct {
+	endpointID  string
+	target      netip.Addr
+	port        int
+	maxDuration int // seconds; 0 when not asked
+}
+
+func tunnelInvalid(format string, args ...any) error {
+	return postern.CodedErrorf(postern.KindInvalid, "ValidationException", format, args...)
+}
+
+func tunnelDenied(format string, args ...any) error {
+	return postern.CodedErrorf(postern.KindDenied, "AccessDeniedException", format, args...)
+}
+
+// parseTunnelQuery reads and checks OpenTunnel's parameters.
+func parseTunnelQuery(q url.Values) (tunnelRequest, error) {
+	var t tunnelRequest
+	for _, k := range []string{endpointproto.ParamEndpointID, endpointproto.ParamRemotePort, endpointproto.ParamPrivateIPAddress, endpointproto.ParamMaxTunnelDuration} {
+		if len(q[k]) > 1 {
+			return t, tunnelInvalid("%s is given more than once", k)
+		}
+	}
+	t.endpointID = q.Get(endpointproto.ParamEndpointID)
+	if t.endpointID == "" {
+		return t, tunnelInvalid("%s is required", endpointproto.ParamEndpointID)
+	}
+	port, err := strconv.Atoi(q.Get(endpointproto.ParamRemotePort))
+	if err != nil || port < 1 || port > 65535 {
+		return t, tunnelInvalid("%s must be a port number from 1 to 65535", endpointproto.ParamRemotePort)
+	}
+	t.port = port
+	ip, err := netip.ParseAddr(q.Get(endpointproto.ParamPrivateIPAddress))
+	if err != nil || ip.Zone() != "" {
+		return t, tunnelInvalid("%s must be an IPv4 or IPv6 address", endpointproto.ParamPrivateIPAddress)
+	}
+	t.target = ip.Unmap()
+	if s := q.Get(endpointproto.ParamMaxTunnelDuration); s != "" {
+		d, err := strconv.Atoi(s)
+		if err != nil || d < 1 {
+			return t, tunnelInvalid("%s must be a whole number of seconds of at least 1", endpointproto.ParamMaxTunnelDuration)
+		}
+		t.maxDuration = d
+	}
+	return t, nil
+}
+
+// sameHost reports whether the Host a client signed names the endpoint's
+// DnsName (port 443 may be left out of either).
+func sameHost(signed, dnsName string) bool {
+	norm := func(h string) string {
+		h = strings.ToLower(strings.TrimSuffix(h, "."))
+		if host, port, err := net.SplitHostPort(h); err == nil && port == "443" {
+			return strings.TrimSuffix(host, ".")
+		}
+		return h
+	}
+	return dnsName != "" && norm(signed) == norm(dnsName)
+}
+
+// AuthorizeTunnel decides an OpenTunnel handshake that reached endpoint ep:
+// it verifies the SigV4 presignature (service ec2-instance-connect, this
+// region, at most 60 seconds, used once, signed for ep's DnsName and id),
+// checks the parameters against ep's settings, evaluates
+// ec2-instance-connect:OpenTunnel on ep's ARN with the request's condition
+// keys and aws:SourceIp, and audits the decision. A refusal carries the
+// HTTP status, AWS error code and message for the client.
+func (s *Server) AuthorizeTunnel(ctx context.Context, ep *postern.Endpoint, in endpointproto.AuthorizeRequest) endpointproto.AuthorizeResponse {
+	c := &call{s: s, ctx: ctx, start: s.now(), id: newRequestID(), svc: s.eicTunnelService(), opName: "OpenTunnel", op: &operation{}}
+	c.params = map[string]any{}
+	r, err := tunnelHTTPRequest(ctx, in)
+	if err == nil {
+		c.r = r
+		c.env = authority.Env{SourceIP: sourceIP(r), UserAgent: r.UserAgent(), Time: c.start}
+		var t *endpointproto.Tunnel
+		if t, err = c.openTunnel(ep); err == nil {
+			t.SourceIP = c.env.SourceIP.String()
+			if err = c.record(nil); err == nil {
+				return endpointproto.AuthorizeResponse{Allowed: true, Tunnel: t}
+			}
+			s.log.Error("audit write failed; refusing the tunnel", "request_id", c.id, "err", err)
+			return endpointproto.AuthorizeResponse{Error: tunnelError(postern.Internal(err, "audit write failed"))}
+		}
+	} else {
+		// An unparseable request still gets audited, as far as it goes.
+		c.r, _ = http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
+		c.r.RemoteAddr = in.SourceIP
+	}
+	if aerr := c.record(err); aerr != nil {
+		s.log.Error("audit write failed", "request_id", c.id, "err", aerr)
+		err = postern.Internal(aerr, "audit write failed")
+	}
+	te := tunnelError(err)
+	te.RequestID = c.id
+	if te.Status >= 500 {
+		s.log.Error("OpenTunnel failed", "request_id", c.id, "err", err)
+	}
+	return endpointproto.AuthorizeResponse{Error: te}
+}
+
+// eicTunnelService describes OpenTunnel for the audit trail and errors.
+func (s *Server) eicTunnelService() *service {
+	return &service{proto: protoJSON, signingName: "ec2-instance-connect", eventSource: "ec2-instance-connect.amazonaws.com"}
+}
+
+// tunnelHTTPRequest rebuilds the client's handshake request from what the
+// endpoint passed on.
+func tunnelHTTPRequest(ctx context.Context, in endpointproto.AuthorizeRequest) (*http.Request, error) {
+	if in.Method != http.MethodGet {
+		return nil, tunnelInvalid("OpenTunnel is a GET request")
+	}
+	if !strings.HasPrefix(in.RequestURI, endpointproto.OpenTunnelPath+"?") && in.RequestURI != endpointproto.OpenTunnelPath {
+		return nil, tunnelInvalid("OpenTunnel is served at %s", endpointproto.OpenTunnelPath)
+	}
+	r, err := http.NewRequestWithContext(ctx, in.Method, "https://"+in.Host+in.RequestURI, nil)
+	if err != nil || in.Host == "" {
+		return nil, tunnelInvalid("the OpenTunnel request's host or URL is malformed")
+	}
+	r.RequestURI = in.RequestURI
+	r.Host = in.Host
+	r.RemoteAddr = net.JoinHostPort(in.SourceIP, "0")
+	if in.UserAgent != "" {
+		r.Header.Set("User-Agent", in.UserAgent)
+	}
+	return r, nil
+}
+
+// openTunnel authenticates and authorizes the call; the caller audits.
+func (c *call) openTunnel(ep *postern.Endpoint) (*endpointproto.Tunnel, error) {
+	q := c.r.URL.Query()
+	for _, k := range []string{endpointproto.ParamEndpointID, endpointproto.ParamRemotePort, endpointproto.ParamPrivateIPAddress, endpointproto.ParamMaxTunnelDuration} {
+		if v := q.Get(k); v != "" {
+			c.params[k] = truncate(v, 64)
+		}
+	}
+	arn := c.s.auth.EC2ARN("instance-connect-endpoint", ep.ID)
+	c.addResource(arn)
+	if err := c.authenticate(); err != nil {
+		return nil, err
+	}
+	if !c.s.throttle.allow(c.principal.AccessKeyID, c.start) {
+		c.s.cfg.Metrics.throttled.Inc()
+		return nil, postern.CodedErrorf(postern.KindThrottled, "ThrottlingException", "Rate exceeded for access key %s", c.principal.AccessKeyID)
+	}
+	sig := c.principal.Signature
+	if !sig.Presigned {
+		return nil, tunnelInvalid("OpenTunnel needs a presigned URL (X-Amz-Signature in the query)")
+	}
+	if sig.Expires.Sub(sig.SignedAt) > maxTunnelURLLifetime {
+		return nil, tunnelInvalid("X-Amz-Expires is %d seconds; an OpenTunnel URL may live at most %d", int(sig.Expires.Sub(sig.SignedAt)/time.Second), int(maxTunnelURLLifetime/time.Second))
+	}
+	if !c.s.usedTunnelURLs.first(c.r.URL.Query().Get("X-Amz-Signature"), sig.Expires, c.start) {
+		return nil, tunnelDenied("This presigned OpenTunnel URL was already used; sign a new one for each tunnel")
+	}
+	t, err := parseTunnelQuery(q)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case t.endpointID != ep.ID:
+		return nil, tunnelDenied("The URL was signed for Instance Connect Endpoint %s, not %s", truncate(t.endpointID, 40), ep.ID)
+	case !sameHost(c.r.Host, ep.DNSName):
+		return nil, tunnelDenied("The URL was signed for host %s; Instance Connect Endpoint %s is reached at %s", truncate(c.r.Host, 255), ep.ID, ep.DNSName)
+	case ep.State != postern.EndpointCreateComplete:
+		return nil, postern.CodedErrorf(postern.KindConflict, "IncorrectState", "Instance Connect Endpoint %s is %s and opens no tunnels", ep.ID, ep.State)
+	}
+	maxDur := int(ep.MaxTunnelDuration / time.Second)
+	dur := t.maxDuration
+	if dur == 0 {
+		dur = maxDur
+	}
+	if dur > maxDur {
+		return nil, tunnelDenied("maxTunnelDuration %d exceeds the %d seconds Instance Connect Endpoint %s allows", dur, maxDur, ep.ID)
+	}
+	if !allowedPort(ep.AllowedPorts, t.port) {
+		return nil, tunnelDenied("Instance Connect Endpoint %s does not tunnel to port %d (allowed: %s)", ep.ID, t.port, joinInts(ep.AllowedPorts))
+	}
+	keys := map[string][]string{
+		keyRemotePort:        {strconv.Itoa(t.port)},
+		keyPrivateIPAddress:  {t.target.String()},
+		keyMaxTunnelDuration: {strconv.Itoa(dur)},
+	}
+	if err := c.authorize("ec2-instance-connect:OpenTunnel", arn, keys); err != nil {
+		return nil, err
+	}
+	c.response = map[string]any{"tunnelId": c.id, "maxTunnelDuration": dur}
+	return &endpointproto.Tunnel{
+		ID: c.id, Target: t.target.String(), RemotePort: t.port, MaxDuration: dur, Caller: c.principal.ARN,
+	}, nil
+}
+
+func allowedPort(ports []int, p int) bool {
+	for _, a := range ports {
+		if a == p {
+			return true
+		}
+	}
+	return false
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
+}
+
+// tunnelError is what the client of a refused handshake gets.
+func tunnelError(err error) *endpointproto.TunnelError {
+	we := toWire(protoJSON, err)
+	status := we.Status
+	var pe *postern.Error
+	if errors.As(err, &pe) && pe.Kind == postern.KindThrottled {
+		status = http.StatusTooManyRequests
+	}
+	return &endpointproto.TunnelError{Status: status, ErrorCode: we.Code, Message: we.Message}
+}
+
+// RecordTunnelClosed audits the end of a tunnel that t authorized on ep.
+func (s *Server) RecordTunnelClosed(ctx context.Context, ep *postern.Endpoint, t *endpointproto.Tunnel, cl endpointproto.Closed) error {
+	cfg := s.auth.Config()
+	arn := s.auth.EC2ARN("instance-connect-endpoint", ep.ID)
+	ev := &audit.Event{
+		EventTime: s.now().UTC(), EventSource: "ec2-instance-connect.amazonaws.com", EventName: "CloseTunnel",
+		AWSRegion: cfg.Region, RequestID: newRequestID(), EventType: "AwsServiceEvent", RecipientAccountID: cfg.Account,
+		UserIdentity: audit.UserIdentity{Type: "Unknown", AccountID: cfg.Account},
+		Resources:    []audit.Resource{{ARN: arn, AccountID: cfg.Account, Type: resourceType(arn)}},
+		AdditionalEventData: map[string]any{
+			"tunnelId": truncate(cl.TunnelID, 64), "bytesIn": cl.BytesIn, "bytesOut": cl.BytesOut,
+			"durationSeconds": float64(cl.DurationMillis) / 1000, "cause": truncate(cl.Cause, 64),
+			"closeCode": cl.Code, "closeReason": truncate(cl.Reason, 123),
+		},
+	}
+	if t != nil {
+		// The close belongs to whoever opened the tunnel.
+		_, name, _ := strings.Cut(t.Caller, ":user/")
+		ev.UserIdentity = audit.UserIdentity{Type: "IAMUser", ARN: t.Caller, AccountID: cfg.Account, UserName: name}
+		ev.SourceIPAddress = t.SourceIP
+		ev.RequestParameters = map[string]any{
+			endpointproto.ParamPrivateIPAddress: t.Target, endpointproto.ParamRemotePort: t.RemotePort,
+			endpointproto.ParamEndpointID: ep.ID, "caller": t.Caller,
+		}
+	}
+	if _, err := s.cfg.Trail.Record(ctx, ev); err != nil {
+		return fmt.Errorf("audit write failed for a tunnel close: %w", err)
+	}
+	return nil
+}

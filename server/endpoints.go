@@ -1,0 +1,545 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+
+	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/audit"
+	"github.com/postern-dev/postern/endpointproto"
+	"github.com/postern-dev/postern/pki"
+	"github.com/postern-dev/postern/tunnel"
+)
+
+// relayWait bounds how long a relayed handshake waits for the endpoint to
+// dial the target and the server back.
+const relayWait = 20 * time.Second
+
+// endpointHub holds the control sessions of connected endpoint processes
+// and the tunnels they carry.
+type endpointHub struct {
+	mu       sync.Mutex
+	sessions map[string]*endpointSession   // by endpoint id
+	tunnels  map[string]liveTunnel         // by tunnel id, until its close record
+	relays   map[string]chan relayDialBack // by tunnel id, while the server waits
+}
+
+// liveTunnel is an authorized tunnel, kept for its close record.
+type liveTunnel struct {
+	endpointID string
+	tunnel     endpointproto.Tunnel
+	at         time.Time
+}
+
+// relayDialBack is what the endpoint answered to a dial: a WebSocket to
+// splice to the client's, or why it could not set the tunnel up.
+type relayDialBack struct {
+	conn *websocket.Conn
+	err  *endpointproto.TunnelError
+	done chan struct{} // closed when the splice ends
+}
+
+// endpointSession is one endpoint process's control connection.
+type endpointSession struct {
+	endpointID string
+	send       chan endpointproto.Control
+	closed     chan struct{}
+}
+
+func newEndpointHub() *endpointHub {
+	return &endpointHub{sessions: map[string]*endpointSession{}, tunnels: map[string]liveTunnel{}, relays: map[string]chan relayDialBack{}}
+}
+
+// tell queues msg for the endpoint's process; it reports false when the
+// process is not connected (to this replica).
+func (h *endpointHub) tell(id string, msg endpointproto.Control) bool {
+	h.mu.Lock()
+	sess := h.sessions[id]
+	h.mu.Unlock()
+	if sess == nil {
+		return false
+	}
+	select {
+	case sess.send <- msg:
+		return true
+	case <-sess.closed:
+		return false
+	}
+}
+
+// remember keeps an authorized tunnel until its close record, forgetting
+// tunnels older than any tunnel may live (their endpoint never reported).
+func (h *endpointHub) remember(endpointID string, t endpointproto.Tunnel, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, lt := range h.tunnels {
+		if now.Sub(lt.at) > time.Duration(lt.tunnel.MaxDuration)*time.Second+time.Hour {
+			delete(h.tunnels, id)
+		}
+	}
+	h.tunnels[t.ID] = liveTunnel{endpointID: endpointID, tunnel: t, at: now}
+}
+
+// onEndpointChange tells an endpoint's process of new settings or of its
+// deletion. An endpoint being deleted with no process connected has no
+// tunnels to close here, so its deletion completes at once.
+func (s *Server) onEndpointChange(e *postern.Endpoint) {
+	if e.State == postern.EndpointDeleteInProgress {
+		if !s.endpoints.tell(e.ID, endpointproto.Control{Type: endpointproto.ControlDelete}) {
+			if err := s.auth.CompleteEndpointDeletion(context.WithoutCancel(s.baseCtx), e.ID); err != nil {
+				s.log.Warn("completing an endpoint's deletion failed", "endpoint", e.ID, "err", err)
+			}
+		}
+		return
+	}
+	set := endpointproto.SettingsOf(e.EndpointSettings)
+	s.endpoints.tell(e.ID, endpointproto.Control{Type: endpointproto.ControlSettings, Settings: &set})
+}
+
+// endpointCaller authenticates an endpoint process by its join credential
+// and answers the request itself when that fails. An endpoint being deleted
+// is accepted only where allowDeleting: it still reports and relays the
+// tunnels its deletion closes.
+func (s *Server) endpointCaller(w http.ResponseWriter, r *http.Request, allowDeleting bool) (*postern.Endpoint, bool) {
+	cred, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	var ep *postern.Endpoint
+	var err error = postern.CodedErrorf(postern.KindUnauthenticated, "AuthFailure", "The endpoint credential is not valid")
+	if ok {
+		ep, err = s.auth.VerifyEndpointCredential(r.Context(), cred)
+	}
+	if allowDeleting && postern.IsKind(err, postern.KindConflict) {
+		// The credential matched; the endpoint is no longer live.
+		id, _, _ := strings.Cut(cred, ".")
+		if ep, err = s.store.GetEndpoint(r.Context(), id); err == nil {
+			return ep, true
+		}
+	}
+	if err == nil {
+		return ep, true
+	}
+	code, msg, status := "AuthFailure", "The endpoint credential is not valid", http.StatusUnauthorized
+	var pe *postern.Error
+	switch {
+	case errors.As(err, &pe) && pe.Kind == postern.KindConflict:
+		code, msg, status = pe.Code, pe.Message, http.StatusConflict
+	case !errors.As(err, &pe) || pe.Kind == postern.KindInternal || pe.Kind == postern.KindOther:
+		s.log.Error("verifying an endpoint credential failed", "err", err)
+		code, msg, status = "ServiceException", "internal error", http.StatusInternalServerError
+	}
+	s.recordEndpointEvent(r, "EndpointAuthenticate", "", code, msg, map[string]any{"path": r.URL.Path})
+	writeJSON(w, status, endpointproto.ErrorResponse{Code: code, Message: msg})
+	return nil, false
+}
+
+// recordEndpointEvent audits something an endpoint process did.
+func (s *Server) recordEndpointEvent(r *http.Request, name, endpointID, code, msg string, params map[string]any) {
+	ev := &audit.Event{
+		EventSource: "ec2-instance-connect.amazonaws.com", EventName: name, AWSRegion: s.cfg.Region,
+		SourceIPAddress: sourceAddr(r), UserAgent: r.UserAgent(), RequestParameters: params,
+		UserIdentity: audit.UserIdentity{Type: "Unknown", PrincipalID: endpointID, AccountID: s.info.Account},
+		ErrorCode:    code, ErrorMessage: msg, EventType: "AwsApiCall", RecipientAccountID: s.info.Account,
+	}
+	if endpointID != "" {
+		arn := s.auth.EC2ARN("instance-connect-endpoint", endpointID)
+		ev.Resources = []audit.Resource{{ARN: arn, AccountID: s.info.Account, Type: "AWS::EC2::InstanceConnectEndpoint"}}
+	}
+	if _, err := s.trail.Record(context.WithoutCancel(r.Context()), ev); err != nil {
+		s.log.Error("audit write failed for an endpoint event", "event", name, "err", err)
+	}
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err == nil {
+		err = json.Unmarshal(body, v)
+	}
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, endpointproto.ErrorResponse{Code: "ValidationException", Message: "the request body is not valid JSON of the expected shape"})
+		return false
+	}
+	return true
+}
+
+// handleEndpointJoin records an endpoint process's start.
+func (s *Server) handleEndpointJoin(w http.ResponseWriter, r *http.Request) {
+	ep, ok := s.endpointCaller(w, r, false)
+	if !ok {
+		return
+	}
+	var req endpointproto.JoinRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	fail := func(status int, code, msg string) {
+		s.recordEndpointEvent(r, "JoinInstanceConnectEndpoint", ep.ID, code, msg, map[string]any{"mode": req.Mode})
+		writeJSON(w, status, endpointproto.ErrorResponse{Code: code, Message: msg})
+	}
+	dnsName := req.DNSName
+	switch req.Mode {
+	case endpointproto.ModeListen:
+		if dnsName == "" {
+			fail(http.StatusBadRequest, "ValidationException", "a listen-mode endpoint must say where clients reach it (DNSName)")
+			return
+		}
+	case endpointproto.ModeRelay:
+		if dnsName == "" {
+			dnsName = r.Host
+		}
+	default:
+		fail(http.StatusBadRequest, "ValidationException", `mode must be "listen" or "relay"`)
+		return
+	}
+	host := dnsName
+	if h, _, err := net.SplitHostPort(dnsName); err == nil {
+		host = h
+	}
+	if host == "" || len(dnsName) > 253 || strings.ContainsAny(dnsName, "/?#@ \t") {
+		fail(http.StatusBadRequest, "ValidationException", "DNSName must be host or host:port")
+		return
+	}
+	var chain [][]byte
+	if len(req.CertPublicKey) > 0 {
+		var err error
+		chain, err = pki.IssueLeaf(s.cfg.DataDir, req.CertPublicKey, host, time.Now())
+		if errors.Is(err, os.ErrNotExist) {
+			fail(http.StatusBadRequest, "ValidationException", "this server uses an operator's TLS certificate and has no CA of its own: give the endpoint its own certificate (--tls-cert, --tls-key)")
+			return
+		}
+		if err != nil {
+			fail(http.StatusBadRequest, "ValidationException", err.Error())
+			return
+		}
+	}
+	id := ep.ID
+	ep, err := s.auth.JoinEndpoint(r.Context(), strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), dnsName)
+	if err != nil {
+		var pe *postern.Error
+		if errors.As(err, &pe) && pe.Kind != postern.KindInternal && pe.Kind != postern.KindOther {
+			fail(http.StatusConflict, pe.Code, pe.Message)
+			return
+		}
+		s.log.Error("endpoint join failed", "endpoint", id, "err", err)
+		fail(http.StatusInternalServerError, "ServiceException", "internal error")
+		return
+	}
+	vpc, err := s.store.GetVPC(r.Context(), ep.VPCID)
+	if err != nil {
+		s.log.Error("endpoint join: reading its VPC failed", "endpoint", ep.ID, "err", err)
+		fail(http.StatusInternalServerError, "ServiceException", "internal error")
+		return
+	}
+	s.recordEndpointEvent(r, "JoinInstanceConnectEndpoint", ep.ID, "", "", map[string]any{"mode": req.Mode, "dnsName": dnsName, "version": req.Version})
+	writeJSON(w, http.StatusOK, endpointproto.JoinResponse{
+		EndpointID: ep.ID, ARN: s.auth.EC2ARN("instance-connect-endpoint", ep.ID), VPCID: ep.VPCID, SubnetID: ep.SubnetID,
+		VPCCIDRs: []string{vpc.CIDR}, DNSName: ep.DNSName, Region: s.cfg.Region,
+		Settings: endpointproto.SettingsOf(ep.EndpointSettings), Certificate: chain,
+	})
+}
+
+// handleEndpointControl runs an endpoint process's control connection.
+func (s *Server) handleEndpointControl(w http.ResponseWriter, r *http.Request) {
+	ep, ok := s.endpointCaller(w, r, true)
+	if !ok {
+		return
+	}
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		return
+	}
+	c.SetReadLimit(64 << 10)
+	sess := &endpointSession{endpointID: ep.ID, send: make(chan endpointproto.Control, 64), closed: make(chan struct{})}
+	h := s.endpoints
+	h.mu.Lock()
+	old := h.sessions[ep.ID]
+	h.sessions[ep.ID] = sess
+	h.mu.Unlock()
+	if old != nil {
+		s.log.Warn("an endpoint process replaced another's control connection", "endpoint", ep.ID)
+	}
+	defer func() {
+		h.mu.Lock()
+		if h.sessions[ep.ID] == sess {
+			delete(h.sessions, ep.ID)
+		}
+		h.mu.Unlock()
+		close(sess.closed)
+	}()
+
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	defer cancel()
+	// The state may have moved while the process was away.
+	set := endpointproto.SettingsOf(ep.EndpointSettings)
+	sess.send <- endpointproto.Control{Type: endpointproto.ControlSettings, Settings: &set}
+	if cur, err := s.store.GetEndpoint(ctx, ep.ID); err == nil && cur.State == postern.EndpointDeleteInProgress {
+		sess.send <- endpointproto.Control{Type: endpointproto.ControlDelete}
+	}
+	go func() {
+		defer cancel()
+		for {
+			var msg endpointproto.Control
+			if err := wsjson.Read(ctx, c, &msg); err != nil {
+				return
+			}
+			if msg.Type == endpointproto.ControlDeleted {
+				if err := s.auth.CompleteEndpointDeletion(ctx, ep.ID); err != nil {
+					s.log.Warn("completing an endpoint's deletion failed", "endpoint", ep.ID, "err", err)
+				}
+				s.recordEndpointEvent(r, "DeleteInstanceConnectEndpointComplete", ep.ID, "", "", nil)
+				c.Close(websocket.StatusNormalClosure, "deleted")
+				return
+			}
+		}
+	}()
+	ping := time.NewTicker(30 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			c.CloseNow()
+			return
+		case msg := <-sess.send:
+			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+			err := wsjson.Write(wctx, c, msg)
+			wcancel()
+			if err != nil {
+				c.CloseNow()
+				return
+			}
+		case <-ping.C:
+			pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+			err := c.Ping(pctx)
+			pcancel()
+			if err != nil {
+				c.CloseNow()
+				return
+			}
+		}
+	}
+}
+
+// handleEndpointAuthorize decides a tunnel a listen-mode endpoint was
+// asked for.
+func (s *Server) handleEndpointAuthorize(w http.ResponseWriter, r *http.Request) {
+	ep, ok := s.endpointCaller(w, r, false)
+	if !ok {
+		return
+	}
+	var req endpointproto.AuthorizeRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	resp := s.api.AuthorizeTunnel(r.Context(), ep, req)
+	if resp.Allowed {
+		s.endpoints.remember(ep.ID, *resp.Tunnel, time.Now())
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// handleEndpointClosed audits a tunnel's end.
+func (s *Server) handleEndpointClosed(w http.ResponseWriter, r *http.Request) {
+	ep, ok := s.endpointCaller(w, r, true)
+	if !ok {
+		return
+	}
+	var cl endpointproto.Closed
+	if !readJSON(w, r, &cl) {
+		return
+	}
+	h := s.endpoints
+	h.mu.Lock()
+	lt, known := h.tunnels[cl.TunnelID]
+	if known && lt.endpointID == ep.ID {
+		delete(h.tunnels, cl.TunnelID)
+	}
+	h.mu.Unlock()
+	var t *endpointproto.Tunnel
+	if known && lt.endpointID == ep.ID {
+		t = &lt.tunnel
+	}
+	if err := s.api.RecordTunnelClosed(context.WithoutCancel(r.Context()), ep, t, cl); err != nil {
+		s.log.Error("recording a tunnel close failed", "endpoint", ep.ID, "err", err)
+		writeJSON(w, http.StatusInternalServerError, endpointproto.ErrorResponse{Code: "ServiceException", Message: "internal error"})
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleOpenTunnel serves OpenTunnel on the server itself, for endpoints
+// in relay mode: it authorizes the tunnel, asks the endpoint over its
+// control connection to dial the target and the server back, and splices
+// the client's WebSocket to the endpoint's.
+func (s *Server) handleOpenTunnel(w http.ResponseWriter, r *http.Request) {
+	refuse := func(te *endpointproto.TunnelError) {
+		tunnel.WriteHandshakeError(w, te.Status, te.ErrorCode, te.Message, te.RequestID)
+	}
+	id := r.URL.Query().Get(endpointproto.ParamEndpointID)
+	ep, err := s.store.GetEndpoint(r.Context(), id)
+	if err != nil || !ep.Live() {
+		refuse(&endpointproto.TunnelError{Status: http.StatusBadRequest, ErrorCode: "InvalidInstanceConnectEndpointId.NotFound",
+			Message: "The Instance Connect Endpoint in " + endpointproto.ParamEndpointID + " does not exist or is being deleted"})
+		return
+	}
+	resp := s.api.AuthorizeTunnel(r.Context(), ep, endpointproto.AuthorizeRequest{
+		Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, SourceIP: sourceAddr(r), UserAgent: r.UserAgent(),
+	})
+	if !resp.Allowed {
+		refuse(resp.Error)
+		return
+	}
+	t := resp.Tunnel
+	h := s.endpoints
+	back := make(chan relayDialBack, 1)
+	h.mu.Lock()
+	h.relays[t.ID] = back
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.relays, t.ID)
+		h.mu.Unlock()
+	}()
+	h.remember(ep.ID, *t, time.Now())
+	if !h.tell(ep.ID, endpointproto.Control{Type: endpointproto.ControlDial, Dial: t}) {
+		refuse(&endpointproto.TunnelError{Status: http.StatusServiceUnavailable, ErrorCode: "ServiceUnavailableException",
+			Message: "Instance Connect Endpoint " + ep.ID + " is not connected to the server; is its process running?", RequestID: t.ID})
+		return
+	}
+	timer := time.NewTimer(relayWait)
+	defer timer.Stop()
+	var leg relayDialBack
+	select {
+	case leg = <-back:
+	case <-timer.C:
+		refuse(&endpointproto.TunnelError{Status: http.StatusGatewayTimeout, ErrorCode: "ServiceUnavailableException",
+			Message: "Instance Connect Endpoint " + ep.ID + " did not answer in time", RequestID: t.ID})
+		return
+	case <-r.Context().Done():
+		return
+	}
+	if leg.err != nil {
+		leg.err.RequestID = t.ID
+		refuse(leg.err)
+		return
+	}
+	defer close(leg.done)
+	client, err := tunnel.Accept(w, r, t.ID)
+	if err != nil {
+		leg.conn.Close(websocket.StatusGoingAway, "the client's handshake failed")
+		return
+	}
+	splice(s.baseCtx, client, tunnel.NewWebSocket(leg.conn, 1<<20))
+}
+
+// handleEndpointRelay takes an endpoint's dial-back for a relayed tunnel.
+func (s *Server) handleEndpointRelay(w http.ResponseWriter, r *http.Request) {
+	ep, ok := s.endpointCaller(w, r, true)
+	if !ok {
+		return
+	}
+	id := r.URL.Query().Get("tunnel")
+	h := s.endpoints
+	h.mu.Lock()
+	back, waiting := h.relays[id]
+	lt := h.tunnels[id]
+	if waiting {
+		delete(h.relays, id)
+	}
+	h.mu.Unlock()
+	if !waiting || lt.endpointID != ep.ID {
+		writeJSON(w, http.StatusNotFound, endpointproto.ErrorResponse{Code: "NotFound", Message: "no relayed tunnel waits under this id"})
+		return
+	}
+	if raw := r.Header.Get(endpointproto.TunnelErrorHeader); raw != "" {
+		var te endpointproto.TunnelError
+		if err := json.Unmarshal([]byte(raw), &te); err != nil || te.Status < 400 || te.Status > 599 || te.ErrorCode == "" {
+			te = endpointproto.TunnelError{Status: http.StatusBadGateway, ErrorCode: "ServiceException", Message: "the endpoint could not open the tunnel"}
+		}
+		back <- relayDialBack{err: &te}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		back <- relayDialBack{err: &endpointproto.TunnelError{Status: http.StatusBadGateway, ErrorCode: "ServiceException", Message: "the endpoint's relay connection failed"}}
+		return
+	}
+	done := make(chan struct{})
+	back <- relayDialBack{conn: c, done: done}
+	<-done
+}
+
+// splice carries messages both ways between a relayed tunnel's client and
+// its endpoint until either closes; a close frame is passed on with its
+// code and reason, so the client learns why the endpoint ended the tunnel.
+func splice(ctx context.Context, client, endpoint *tunnel.WebSocket) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{}, 2)
+	go func() { forward(ctx, endpoint, client); done <- struct{}{} }()
+	go func() { forward(ctx, client, endpoint); done <- struct{}{} }()
+	go func() {
+		// The endpoint pings its side; the server pings the client, so
+		// that an idle relayed tunnel survives middleboxes too.
+		t := time.NewTicker(tunnel.DefaultPingInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				pctx, pcancel := context.WithTimeout(ctx, tunnel.DefaultPingInterval)
+				err := client.Ping(pctx)
+				pcancel()
+				if err != nil && ctx.Err() == nil {
+					endpoint.Close(tunnel.StatusGoingAway, "the client stopped answering pings")
+					client.CloseNow()
+					return
+				}
+			}
+		}
+	}()
+	<-done
+	// Give the other direction the close handshake's time, then cut.
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		client.CloseNow()
+		endpoint.CloseNow()
+		<-done
+	}
+}
+
+// forward copies messages from src to dst; at src's end it closes dst the
+// way src ended.
+func forward(ctx context.Context, dst, src *tunnel.WebSocket) {
+	for {
+		typ, data, err := src.Read(ctx)
+		if err != nil {
+			var ce *tunnel.CloseError
+			switch {
+			case errors.As(err, &ce):
+				dst.Close(ce.Code, ce.Reason)
+			case errors.Is(err, tunnel.ErrMessageTooBig):
+				src.Close(tunnel.StatusMessageTooBig, "frame larger than 65000 bytes")
+				dst.Close(tunnel.StatusMessageTooBig, "the client sent a frame larger than 65000 bytes")
+			default:
+				dst.Close(tunnel.StatusGoingAway, "the other side of the relay was lost")
+			}
+			return
+		}
+		if err := dst.Write(ctx, typ, data); err != nil {
+			src.Close(tunnel.StatusGoingAway, "the other side of the relay was lost")
+			return
+		}
+	}
+}
