@@ -30,34 +30,43 @@ const (
 	keyMaxTunnelDuration = "ec2-instance-connect:maxTunnelDuration"
 )
 
-// usedURLs remembers the signatures of presigned OpenTunnel URLs until they
-// expire, so that each opens one tunnel only: a URL seen in a log, a proxy
-// or a browser history cannot be replayed within its minute.
+// usedURLs binds each presigned OpenTunnel URL, until it expires, to the
+// first source address that used it: a URL seen in a log, a proxy or a
+// browser history cannot be replayed from elsewhere within its minute.
+// The same client may use it again: signatures are deterministic, so a
+// client that signs several identical tunnels within one second (the AWS
+// CLI's --local-port mode does) sends the very same URL each time.
 type usedURLs struct {
 	mu   sync.Mutex
-	seen map[string]time.Time // signature → expiry
-	next time.Time            // when to sweep expired entries next
+	seen map[string]usedURL // by signature
+	next time.Time          // when to sweep expired entries next
 }
 
-// first records sig until expires and reports whether it is new.
-func (u *usedURLs) first(sig string, expires, now time.Time) bool {
+type usedURL struct {
+	source  netip.Addr
+	expires time.Time
+}
+
+// bind records that source uses sig until expires and reports whether
+// that is allowed: sig is new, or was first used from source.
+func (u *usedURLs) bind(sig string, source netip.Addr, expires, now time.Time) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.seen == nil {
-		u.seen = map[string]time.Time{}
+		u.seen = map[string]usedURL{}
 	}
 	if now.After(u.next) {
-		for k, exp := range u.seen {
-			if now.After(exp) {
+		for k, v := range u.seen {
+			if now.After(v.expires) {
 				delete(u.seen, k)
 			}
 		}
 		u.next = now.Add(10 * time.Second)
 	}
-	if _, dup := u.seen[sig]; dup {
-		return false
+	if prev, ok := u.seen[sig]; ok {
+		return prev.source == source
 	}
-	u.seen[sig] = expires
+	u.seen[sig] = usedURL{source: source, expires: expires}
 	return true
 }
 
@@ -124,7 +133,8 @@ func sameHost(signed, dnsName string) bool {
 
 // AuthorizeTunnel decides an OpenTunnel handshake that reached endpoint ep:
 // it verifies the SigV4 presignature (service ec2-instance-connect, this
-// region, at most 60 seconds, used once, signed for ep's DnsName and id),
+// region, at most 60 seconds, used from one source address only, signed
+// for ep's DnsName and id),
 // checks the parameters against ep's settings, evaluates
 // ec2-instance-connect:OpenTunnel on ep's ARN with the request's condition
 // keys and aws:SourceIp, and audits the decision. A refusal carries the
@@ -213,8 +223,8 @@ func (c *call) openTunnel(ep *postern.Endpoint) (*endpointproto.Tunnel, error) {
 	if sig.Expires.Sub(sig.SignedAt) > maxTunnelURLLifetime {
 		return nil, tunnelInvalid("X-Amz-Expires is %d seconds; an OpenTunnel URL may live at most %d", int(sig.Expires.Sub(sig.SignedAt)/time.Second), int(maxTunnelURLLifetime/time.Second))
 	}
-	if !c.s.usedTunnelURLs.first(c.r.URL.Query().Get("X-Amz-Signature"), sig.Expires, c.start) {
-		return nil, tunnelDenied("This presigned OpenTunnel URL was already used; sign a new one for each tunnel")
+	if !c.s.usedTunnelURLs.bind(c.r.URL.Query().Get("X-Amz-Signature"), c.env.SourceIP, sig.Expires, c.start) {
+		return nil, tunnelDenied("This presigned OpenTunnel URL was already used from another address; sign a new one where you connect from")
 	}
 	t, err := parseTunnelQuery(q)
 	if err != nil {

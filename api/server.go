@@ -41,8 +41,8 @@ type Server struct {
 	services map[string]*service // by JSON target prefix or Query version
 	throttle *throttle
 	now      func() time.Time
-	// usedTunnelURLs makes each presigned OpenTunnel URL good for one
-	// tunnel.
+	// usedTunnelURLs binds each presigned OpenTunnel URL to one source
+	// address.
 	usedTunnelURLs usedURLs
 }
 

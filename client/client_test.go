@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -433,5 +434,38 @@ func TestNoRetryOnUntrustedCertificate(t *testing.T) {
 	defer mu.Unlock()
 	if conns != 1 {
 		t.Errorf("%d connection attempts, want 1", conns)
+	}
+}
+
+// TLSConfig carries AWS_CA_BUNDLE to connections the SDK does not make.
+func TestTLSConfigTrustsCABundle(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	dir := isolate(t)
+	bundle := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", testKeyID)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testSecret)
+	t.Setenv("AWS_REGION", "eu-west-1")
+	t.Setenv("AWS_ENDPOINT_URL", srv.URL)
+	t.Setenv("AWS_CA_BUNDLE", bundle)
+	cfg, err := Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := TLSConfig(cfg)
+	if tc == nil || tc.RootCAs == nil {
+		t.Fatalf("TLSConfig = %v, want the bundle's roots", tc)
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+	resp, err := c.Get(srv.URL)
+	if err != nil {
+		t.Fatalf("a connection with TLSConfig's settings: %v", err)
+	}
+	resp.Body.Close()
+	if TLSConfig(aws.Config{}) != nil {
+		t.Error("TLSConfig of a configuration without an HTTP client is not nil")
 	}
 }

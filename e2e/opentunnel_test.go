@@ -119,13 +119,19 @@ func tunnelQuery(endpointID, ip string, port int, maxDuration int) url.Values {
 // authorize hands a presigned URL to the server as the endpoint would.
 func (e *fakeEndpoint) authorize(t *testing.T, signed string) endpointproto.AuthorizeResponse {
 	t.Helper()
+	return e.authorizeFrom(t, signed, "127.0.0.1")
+}
+
+// authorizeFrom is authorize for a client at source.
+func (e *fakeEndpoint) authorizeFrom(t *testing.T, signed, source string) endpointproto.AuthorizeResponse {
+	t.Helper()
 	u, err := url.Parse(signed)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var resp endpointproto.AuthorizeResponse
 	if code := e.call(t, endpointproto.AuthorizePath, e.credential, endpointproto.AuthorizeRequest{
-		Method: http.MethodGet, RequestURI: u.RequestURI(), Host: u.Host, SourceIP: "127.0.0.1", UserAgent: "fake-endpoint-test",
+		Method: http.MethodGet, RequestURI: u.RequestURI(), Host: u.Host, SourceIP: source, UserAgent: "fake-endpoint-test",
 	}, &resp); code != http.StatusOK {
 		t.Fatalf("authorize: status %d", code)
 	}
@@ -199,7 +205,18 @@ func TestOpenTunnelServerSide(t *testing.T) {
 	// Bad URLs, each refused and audited.
 	signed := presign(t, s.AdminKeyID, s.AdminSecret, dns, tunnelQuery(e.id, "10.60.1.5", 22, 600), 60, now)
 	e.authorize(t, signed)
-	e.wantRefused(t, "replayed", e.authorize(t, signed), 403, "AccessDeniedException")
+	// The same client may use it again (signatures are deterministic:
+	// identical tunnels signed within a second have the same URL); a
+	// replay from anywhere else is refused.
+	if r := e.authorize(t, signed); !r.Allowed {
+		t.Errorf("the same URL again from the same client: %+v", r.Error)
+	}
+	replayed := e.authorizeFrom(t, signed, "192.0.2.9")
+	if replayed.Allowed || replayed.Error.Status != 403 || replayed.Error.ErrorCode != "AccessDeniedException" {
+		t.Errorf("replayed from another address: %+v %+v", replayed, replayed.Error)
+	} else if rec := s.findAudit(t, "OpenTunnel", replayed.Error.RequestID); rec["sourceIPAddress"] != "192.0.2.9" {
+		t.Errorf("the replay's audit record: %v", rec)
+	}
 	e.wantRefused(t, "expired", e.authorize(t, presign(t, s.AdminKeyID, s.AdminSecret, dns, tunnelQuery(e.id, "10.60.1.5", 22, 0), 60, now.Add(-2*time.Minute))), 403, "")
 	altered := strings.Replace(presign(t, s.AdminKeyID, s.AdminSecret, dns, tunnelQuery(e.id, "10.60.1.5", 22, 0), 60, now), "remotePort=22", "remotePort=3389", 1)
 	e.wantRefused(t, "altered", e.authorize(t, altered), 403, "")

@@ -44,6 +44,7 @@ func commands() []command {
 		{"send-ssh-public-key", "push a public key that lives 60 seconds", apiRunner(runSendSSHPublicKey)},
 		{"ssh", "log in with an ephemeral key and stock OpenSSH", runSSH},
 		{"proxy", "ssh ProxyCommand: push your key, then connect", runProxy},
+		{"open-tunnel", "tunnel a TCP port through an Instance Connect Endpoint", apiRunner(runOpenTunnel)},
 		{"ssh-config", "print the ssh_config block for ssh, scp, sftp, rsync", runSSHConfig},
 		{"tag", "tag instances, VPCs and subnets", groupRunner("tag", tagCommands)},
 		{"audit", "look up, verify and export the audit trail", groupRunner("audit", auditCommands)},

@@ -25,6 +25,7 @@ func endpointCommands() []subcommand {
 		{"list", "list Instance Connect Endpoints and their settings", apiRunner(runEndpointList)},
 		{"modify", "change an endpoint's ports, connection limit or tunnel duration", apiRunner(runEndpointModify)},
 		{"delete", "delete endpoints (they refuse new tunnels and close live ones)", apiRunner(runEndpointDelete)},
+		{"run", "run the endpoint process on a host inside the private network", runEndpointRun},
 	}
 }
 

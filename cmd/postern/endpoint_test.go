@@ -9,11 +9,7 @@ import (
 
 func TestEndpointCommands(t *testing.T) {
 	e := startServer(t)
-	var v struct{ Vpc struct{ VpcId string } }
-	e.okJSON(&v, "vpc", "create", "--cidr", "10.50.0.0/16")
-	var s struct{ Subnet struct{ SubnetId string } }
-	e.okJSON(&s, "subnet", "create", "--vpc-id", v.Vpc.VpcId, "--cidr", "10.50.1.0/24")
-	subnet := s.Subnet.SubnetId
+	vpcID, subnet := e.newSubnet("10.50.0.0/16", "10.50.1.0/24")
 
 	type endpoint struct {
 		InstanceConnectEndpointId, SubnetId, VpcId, State string
@@ -29,7 +25,7 @@ func TestEndpointCommands(t *testing.T) {
 		"--max-connections", "9", "--security-group-id", "sg-0123456789abcdef0", "--tag", "Name=edge", "--client-token", "cli-1")
 	ep := created.InstanceConnectEndpoint
 	id := ep.InstanceConnectEndpointId
-	if !regexp.MustCompile(`^eice-[0-9a-f]{17}$`).MatchString(id) || ep.SubnetId != subnet || ep.VpcId != v.Vpc.VpcId ||
+	if !regexp.MustCompile(`^eice-[0-9a-f]{17}$`).MatchString(id) || ep.SubnetId != subnet || ep.VpcId != vpcID ||
 		ep.State != "create-in-progress" || !slices.Equal(ep.AllowedPorts, []int{22, 5432}) || ep.MaxConnections != 9 ||
 		ep.MaxTunnelDuration != 3600 || !slices.Equal(ep.SecurityGroupIds, []string{"sg-0123456789abcdef0"}) {
 		t.Fatalf("endpoint create = %+v", created)

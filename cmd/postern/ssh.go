@@ -22,6 +22,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/postern-dev/postern/client"
+	"github.com/postern-dev/postern/opentunnel"
 )
 
 // defaultOSUser is the local login name: the name plain ssh would use.
@@ -39,10 +40,12 @@ func runSSH(ctx context.Context, m *Main, args []string) error {
 	fs := m.newFlagSet("ssh", "ssh [flags] INSTANCE-ID|NAME [-- SSH-ARGS… [COMMAND…]]",
 		"postern ssh web-1\n"+
 			"postern ssh --os-user deploy i-0123456789abcdef0 -- 'uname -a'\n"+
-			"postern ssh web-1 --local-forwarding 8080:localhost:80")
+			"postern ssh web-1 --local-forwarding 8080:localhost:80\n"+
+			"postern ssh --connection-type eice --eice-options maxTunnelDuration=900 web-1")
 	id := fs.String("instance-id", "", "the instance (or give its id or Name tag as the argument)")
 	osUser := fs.String("os-user", m.defaultOSUser(), "the OS user to log in as")
-	connType := fs.String("connection-type", "auto", "auto (public address if any, else private) or direct")
+	connType := fs.String("connection-type", "auto", connectionTypeHelp)
+	eiceFlag := fs.String("eice-options", "", eiceOptionsHelp)
 	keyFile := fs.String("private-key-file", "", "use this key instead of a new ephemeral one")
 	port := fs.Int("ssh-port", 0, "sshd's port (default: what the agent reported, else 22)")
 	forward := fs.String("local-forwarding", "", "ssh -L specification, e.g. 8080:localhost:80")
@@ -62,6 +65,10 @@ func runSSH(ctx context.Context, m *Main, args []string) error {
 		}
 		rest = fs.Args()
 	}
+	eice, err := parseEICEOptions(*eiceFlag)
+	if err != nil {
+		return err
+	}
 	cfg, err := connect(ctx)
 	if err != nil {
 		return client.Clean(err)
@@ -70,9 +77,19 @@ func runSSH(ctx context.Context, m *Main, args []string) error {
 	if err != nil {
 		return client.Clean(err)
 	}
-	addr, err := pickAddress(info, *connType)
+	route, err := chooseRoute(ctx, cfg, info, *connType, eice)
 	if err != nil {
-		return err
+		return client.Clean(err)
+	}
+	var proxyCommand string
+	if route.tunnel != nil {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		// ssh runs it with the environment, hence the credentials, of
+		// this process.
+		proxyCommand = route.tunnel.proxyCommand(self, sshPort(*port, info))
 	}
 	dir, err := os.MkdirTemp("", "postern-ssh-")
 	if err != nil {
@@ -95,25 +112,33 @@ func runSSH(ctx context.Context, m *Main, args []string) error {
 	if _, err := pushKey(ctx, cfg, info.InstanceId, *osUser, pub); err != nil {
 		return client.Clean(err)
 	}
-	sshPort := *port
-	if sshPort == 0 {
-		sshPort = info.SshPort
-	}
-	if sshPort == 0 {
-		sshPort = 22
-	}
 	sshArgs := []string{
 		"-i", key, "-o", "IdentitiesOnly=yes",
 		"-o", "HostKeyAlias=" + info.InstanceId, "-o", "UserKnownHostsFile=" + knownHosts,
 		"-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
-		"-p", strconv.Itoa(sshPort), "-l", *osUser,
+		"-p", strconv.Itoa(sshPort(*port, info)), "-l", *osUser,
+	}
+	if proxyCommand != "" {
+		sshArgs = append(sshArgs, "-o", "ProxyCommand="+proxyCommand)
 	}
 	if *forward != "" {
 		sshArgs = append(sshArgs, "-L", *forward)
 	}
-	sshArgs = append(sshArgs, addr)
+	sshArgs = append(sshArgs, route.addr)
 	sshArgs = append(sshArgs, rest...)
 	return m.runSSHClient(sshArgs)
+}
+
+// sshPort is the port sshd listens on: the flag's, else what the agent
+// reported, else 22.
+func sshPort(flagPort int, info *connectInfo) int {
+	switch {
+	case flagPort != 0:
+		return flagPort
+	case info.SshPort != 0:
+		return info.SshPort
+	}
+	return 22
 }
 
 // runSSHClient runs the real OpenSSH client in the foreground and makes
@@ -161,7 +186,8 @@ func runProxy(ctx context.Context, m *Main, args []string) error {
 			"Host i-* web-*\n    ProxyCommand postern proxy --os-user %r %h %p")
 	osUser := fs.String("os-user", m.defaultOSUser(), "the OS user the key is pushed for (ssh's %r)")
 	identity := fs.String("identity-file", m.defaultIdentity(), "private key whose public half is pushed")
-	connType := fs.String("connection-type", "auto", "auto or direct")
+	connType := fs.String("connection-type", "auto", connectionTypeHelp)
+	eiceFlag := fs.String("eice-options", "", eiceOptionsHelp)
 	knownHosts := fs.String("known-hosts", m.knownHostsPath(), "file that receives the host keys the agent reported")
 	if err := fs.parse(args, true); err != nil {
 		return err
@@ -170,8 +196,13 @@ func runProxy(ctx context.Context, m *Main, args []string) error {
 		return usagef("proxy: want HOST PORT (ssh passes %%h %%p)")
 	}
 	host, portArg := fs.Arg(0), fs.Arg(1)
-	if _, err := strconv.Atoi(portArg); err != nil {
-		return usagef("proxy: port %q is not a number", portArg)
+	port, err := strconv.Atoi(portArg)
+	if err != nil || port < 1 || port > 65535 {
+		return usagef("proxy: port %q is not a port number", portArg)
+	}
+	eice, err := parseEICEOptions(*eiceFlag)
+	if err != nil {
+		return err
 	}
 	pub, err := publicKeyFor(*identity)
 	if err != nil {
@@ -185,9 +216,9 @@ func runProxy(ctx context.Context, m *Main, args []string) error {
 	if err != nil {
 		return client.Clean(err)
 	}
-	addr, err := pickAddress(info, *connType)
+	route, err := chooseRoute(ctx, cfg, info, *connType, eice)
 	if err != nil {
-		return err
+		return client.Clean(err)
 	}
 	// ssh checks the host key under the name it was given (%h).
 	if err := writeKnownHosts(*knownHosts, host, info.HostKeys); err != nil {
@@ -196,12 +227,25 @@ func runProxy(ctx context.Context, m *Main, args []string) error {
 	if _, err := pushKey(ctx, cfg, info.InstanceId, *osUser, pub); err != nil {
 		return client.Clean(err)
 	}
-	conn, err := (&net.Dialer{Timeout: 15 * time.Second}).DialContext(ctx, "tcp", net.JoinHostPort(addr, portArg))
+	if route.tunnel != nil {
+		ws, err := route.tunnel.opener(cfg, port)(ctx)
+		if err != nil {
+			return client.Clean(err)
+		}
+		return client.Clean(opentunnel.Relay(ctx, ws, m.Stdin, m.Stdout))
+	}
+	conn, err := (&net.Dialer{Timeout: 15 * time.Second}).DialContext(ctx, "tcp", net.JoinHostPort(route.addr, portArg))
 	if err != nil {
 		return err
 	}
 	return pipe(conn, m.Stdin, m.Stdout)
 }
+
+// Help for the flags ssh and proxy share.
+const (
+	connectionTypeHelp = "auto (the public address; else the private one through an Instance Connect Endpoint of the instance's VPC, or directly when it has none), direct, or eice (always through an endpoint)"
+	eiceOptionsHelp    = "endpoint options: endpointId=eice-…,dnsName=…,maxTunnelDuration=SECONDS (implies the endpoint)"
+)
 
 // pipe copies stdin to conn and conn to stdout until both directions end.
 func pipe(conn net.Conn, in io.Reader, out io.Writer) error {
@@ -255,6 +299,7 @@ func runSSHConfig(ctx context.Context, m *Main, args []string) error {
 	sort.Strings(names)
 	fmt.Fprintf(m.Stdout, "# Postern: ssh, scp, sftp, rsync and Ansible reach instances by id or Name tag.\n")
 	fmt.Fprintf(m.Stdout, "# Each connection pushes your key afresh, so the 60-second window never gets in the way.\n")
+	fmt.Fprintf(m.Stdout, "# Instances without a public address are reached through an Instance Connect Endpoint of their VPC.\n")
 	fmt.Fprintf(m.Stdout, "# The AWS_* variables of 'postern env' must be set where ssh runs.\n")
 	fmt.Fprintf(m.Stdout, "Host i-*%s\n", prefixEach(" ", names))
 	if *osUser != "" {

@@ -155,23 +155,6 @@ func writeKnownHosts(path, alias string, hostKeys []string) error {
 	return atomicfile.Write(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 }
 
-// pickAddress chooses where to connect: auto and direct prefer a public
-// address, then a private one.
-func pickAddress(info *connectInfo, connectionType string) (string, error) {
-	switch connectionType {
-	case "auto", "direct":
-	default:
-		return "", usagef("--connection-type must be auto or direct, got %q", connectionType)
-	}
-	if info.PublicIpAddress != "" {
-		return info.PublicIpAddress, nil
-	}
-	if info.PrivateIpAddress != "" {
-		return info.PrivateIpAddress, nil
-	}
-	return "", fmt.Errorf("instance %s has reported no address", info.InstanceId)
-}
-
 func runSendSSHPublicKey(ctx context.Context, m *Main, args []string) error {
 	fs := m.newClientFlagSetOutput("send-ssh-public-key", "send-ssh-public-key --instance-id ID --instance-os-user USER --ssh-public-key file://KEY.pub|KEY",
 		"postern send-ssh-public-key --instance-id i-0123456789abcdef0 --instance-os-user alice \\\n"+

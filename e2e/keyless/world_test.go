@@ -90,6 +90,15 @@ type world struct {
 
 	agent *proc
 	sshd  *proc
+
+	keyLifetime time.Duration // the server's --key-lifetime
+
+	// The endpoint topology (eice_test.go) only.
+	edge       bool
+	edgeNS     string // the endpoint's namespace
+	clientNS   string // the client's namespace
+	edgeIP     string // where the endpoint listens for clients
+	clientLink string // the client's leg to the edge, in clientNS
 }
 
 // requireTools fails the test unless every tool the scenario uses is
@@ -133,15 +142,31 @@ func sshdPath() string {
 // is undone when t ends.
 func newWorld(t *testing.T) *world {
 	t.Helper()
+	return buildWorld(t, false)
+}
+
+// buildWorld is newWorld; with edge, the network is the endpoint
+// topology of eice_test.go instead of one link.
+func buildWorld(t *testing.T, edge bool) *world {
+	t.Helper()
 	requireTools(t)
-	w := &world{id: randomHex(t, 3), home: t.TempDir()}
+	w := &world{id: randomHex(t, 3), home: t.TempDir(), edge: edge, keyLifetime: keyLifetime}
+	if edge {
+		// The endpoint tests are about tunnels, not expiry: keys live as
+		// long as in production, so that no slow step races them.
+		w.keyLifetime = 60 * time.Second
+	}
 	w.ns = "pinst-" + w.id
 	w.vethRoot = "pvr" + w.id
 	w.instanceName = "web-" + w.id
 
 	w.setUpUsers(t)
 	w.setUpDirs(t)
-	w.setUpNetwork(t)
+	if edge {
+		w.setUpEdgeNetwork(t)
+	} else {
+		w.setUpNetwork(t)
+	}
 	w.startServer(t)
 	w.declareNetwork(t)
 	return w
@@ -331,23 +356,32 @@ func newEd25519(t *testing.T) (ed25519.PrivateKey, string) {
 	return priv, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp)))
 }
 
+// freeNet returns an N such that 10.X.N.0/24 is used by no interface or
+// route of this machine for every X in seconds.
+func freeNet(t *testing.T, seconds ...int) int {
+	t.Helper()
+	addrs := must(t, "ip", "-4", "-o", "addr", "show")
+	routes := must(t, "ip", "-4", "route", "show", "table", "all")
+	for tries := 0; tries < 1000; tries++ {
+		n := 1 + mrand.IntN(254)
+		free := true
+		for _, x := range seconds {
+			prefix := fmt.Sprintf("10.%d.%d.", x, n)
+			free = free && !strings.Contains(addrs, prefix) && !strings.Contains(routes, prefix)
+		}
+		if free {
+			return n
+		}
+	}
+	t.Fatal("no free /24 in 10.77.0.0/16")
+	return 0
+}
+
 // setUpNetwork creates the instance's namespace and the veth pair on a
 // /24 of 10.77.0.0/16 that no interface of this machine uses yet.
 func (w *world) setUpNetwork(t *testing.T) {
 	t.Helper()
-	addrs := must(t, "ip", "-4", "-o", "addr", "show")
-	routes := must(t, "ip", "-4", "route", "show", "table", "all")
-	var n int
-	for tries := 0; ; tries++ {
-		n = 1 + mrand.IntN(254)
-		prefix := fmt.Sprintf("10.77.%d.", n)
-		if !strings.Contains(addrs, prefix) && !strings.Contains(routes, prefix) {
-			break
-		}
-		if tries > 1000 {
-			t.Fatal("no free /24 in 10.77.0.0/16")
-		}
-	}
+	n := freeNet(t, 77)
 	w.hostIP = fmt.Sprintf("10.77.%d.1", n)
 	w.instIP = fmt.Sprintf("10.77.%d.2", n)
 	w.subnetCIDR = fmt.Sprintf("10.77.%d.0/24", n)
@@ -394,7 +428,7 @@ func (w *world) startServer(t *testing.T) {
 	w.dataDir = t.TempDir()
 	w.server = startProc(t, "postern server", cleanEnv(t.TempDir(), nil), posternBin, "server",
 		"--data-dir", w.dataDir, "--listen", w.hostIP+":0",
-		"--key-lifetime", keyLifetime.String(), "--agent-timeout", agentTimeout.String(),
+		"--key-lifetime", w.keyLifetime.String(), "--agent-timeout", agentTimeout.String(),
 		"--digest-interval", "1s", "--shutdown-grace", "5s")
 	t.Cleanup(func() {
 		if err := w.server.stop(t); err != nil {
@@ -522,6 +556,8 @@ func (w *world) startSSHD(t *testing.T) {
 		"PermitRootLogin prohibit-password",
 		"Subsystem sftp internal-sftp",
 		"LogLevel VERBOSE",
+		// The endpoint tests hold 20 tunnels to sshd before any logs in.
+		"MaxStartups 64",
 		"",
 	}, "\n")
 	confPath := filepath.Join(w.runDir, "sshd_config")

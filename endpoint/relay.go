@@ -1,0 +1,67 @@
+package endpoint
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/postern-dev/postern/endpointproto"
+	"github.com/postern-dev/postern/tunnel"
+)
+
+// relayDialTimeout bounds a dial back to the server.
+const relayDialTimeout = 15 * time.Second
+
+// relay sets up a relay-mode tunnel the server sent on the control
+// connection: take a slot, dial the target, then dial the server back and
+// pipe. The slot is taken at once, in order of the server's messages; the
+// rest runs on its own goroutine.
+func (e *Endpoint) relay(t endpointproto.Tunnel) {
+	s, refusal := e.tunnels.reserve()
+	e.relays.Add(1)
+	go func() {
+		defer e.relays.Done()
+		if refusal != nil {
+			e.log.Info("tunnel refused", "tunnel", t.ID, "status", refusal.Status, "code", refusal.ErrorCode)
+			e.relayRefuse(&t, refusal)
+			return
+		}
+		defer s.release()
+		e.relayTunnel(s, &t)
+	}()
+}
+
+func (e *Endpoint) relayTunnel(s *slot, t *endpointproto.Tunnel) {
+	tcp, te := e.connect(s, t)
+	if te != nil {
+		s.release()
+		e.relayRefuse(t, te)
+		return
+	}
+	dctx, cancel := context.WithTimeout(s.ctx, relayDialTimeout)
+	c, err := e.srv.dial(dctx, endpointproto.RelayPath, url.Values{"tunnel": {t.ID}}, nil)
+	cancel()
+	if err != nil {
+		tcp.Close()
+		e.log.Warn("cannot dial the server back for a tunnel", "tunnel", t.ID, "err", err)
+		return
+	}
+	e.pipe(s, t, tunnel.NewWebSocket(c, tunnel.DefaultMaxFrame), tcp)
+}
+
+// relayRefuse dials the server back with why the tunnel cannot be set up;
+// the server refuses the client's handshake with it, and this dial.
+func (e *Endpoint) relayRefuse(t *endpointproto.Tunnel, te *endpointproto.TunnelError) {
+	b, _ := json.Marshal(te)
+	ctx, cancel := context.WithTimeout(e.reports, relayDialTimeout)
+	defer cancel()
+	c, err := e.srv.dial(ctx, endpointproto.RelayPath, url.Values{"tunnel": {t.ID}}, http.Header{endpointproto.TunnelErrorHeader: {string(b)}})
+	if err == nil {
+		// The server should have refused; the tunnel is not wanted either way.
+		c.CloseNow()
+	} else if !isCallError(err) {
+		e.log.Warn("cannot tell the server why a tunnel failed", "tunnel", t.ID, "err", err)
+	}
+}
