@@ -16,6 +16,7 @@ import (
 	"github.com/postern-dev/postern"
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/authority"
+	"github.com/postern-dev/postern/dialguard"
 	"github.com/postern-dev/postern/endpointproto"
 )
 
@@ -233,10 +234,10 @@ func (c *call) openTunnel(ep *postern.Endpoint) (*endpointproto.Tunnel, error) {
 	switch {
 	case t.endpointID != ep.ID:
 		return nil, tunnelDenied("The URL was signed for Instance Connect Endpoint %s, not %s", truncate(t.endpointID, 40), ep.ID)
-	case !sameHost(c.r.Host, ep.DNSName):
-		return nil, tunnelDenied("The URL was signed for host %s; Instance Connect Endpoint %s is reached at %s", truncate(c.r.Host, 255), ep.ID, ep.DNSName)
 	case ep.State != postern.EndpointCreateComplete:
 		return nil, postern.CodedErrorf(postern.KindConflict, "IncorrectState", "Instance Connect Endpoint %s is %s and opens no tunnels", ep.ID, ep.State)
+	case !sameHost(c.r.Host, ep.DNSName):
+		return nil, tunnelDenied("The URL was signed for host %s; Instance Connect Endpoint %s is reached at %s", truncate(c.r.Host, 255), ep.ID, ep.DNSName)
 	}
 	maxDur := int(ep.MaxTunnelDuration / time.Second)
 	dur := t.maxDuration
@@ -246,8 +247,8 @@ func (c *call) openTunnel(ep *postern.Endpoint) (*endpointproto.Tunnel, error) {
 	if dur > maxDur {
 		return nil, tunnelDenied("maxTunnelDuration %d exceeds the %d seconds Instance Connect Endpoint %s allows", dur, maxDur, ep.ID)
 	}
-	if !allowedPort(ep.AllowedPorts, t.port) {
-		return nil, tunnelDenied("Instance Connect Endpoint %s does not tunnel to port %d (allowed: %s)", ep.ID, t.port, joinInts(ep.AllowedPorts))
+	if err := c.checkTarget(ep, t); err != nil {
+		return nil, err
 	}
 	keys := map[string][]string{
 		keyRemotePort:        {strconv.Itoa(t.port)},
@@ -263,21 +264,34 @@ func (c *call) openTunnel(ep *postern.Endpoint) (*endpointproto.Tunnel, error) {
 	}, nil
 }
 
-func allowedPort(ports []int, p int) bool {
-	for _, a := range ports {
-		if a == p {
-			return true
-		}
+// checkTarget refuses, before the endpoint is asked, a target its dial
+// guard would refuse: outside the endpoint's VPC, a port it does not
+// tunnel to, loopback, link-local, multicast and the like. (The endpoint
+// checks again, and also refuses its own addresses, which only it knows.)
+func (c *call) checkTarget(ep *postern.Endpoint, t tunnelRequest) error {
+	vpc, err := c.s.auth.Store().GetVPC(c.ctx, ep.VPCID)
+	if err != nil {
+		return err
 	}
-	return false
-}
-
-func joinInts(v []int) string {
-	s := make([]string, len(v))
-	for i, n := range v {
-		s[i] = strconv.Itoa(n)
+	prefix, err := netip.ParsePrefix(vpc.CIDR)
+	if err != nil {
+		return postern.Internal(err, "VPC %s has an unreadable CIDR", vpc.ID)
 	}
-	return strings.Join(s, ", ")
+	ports := make([]uint16, len(ep.AllowedPorts))
+	for i, p := range ep.AllowedPorts {
+		ports[i] = uint16(p)
+	}
+	err = dialguard.Policy{VPCCIDRs: []netip.Prefix{prefix}, Ports: ports}.Check(t.target, uint16(t.port))
+	var pe *postern.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &pe) && pe.Kind == postern.KindInvalid:
+		return tunnelInvalid("%s", pe.Message)
+	case errors.As(err, &pe) && pe.Kind == postern.KindDenied:
+		return tunnelDenied("Instance Connect Endpoint %s refuses this tunnel: %s", ep.ID, pe.Message)
+	}
+	return err
 }
 
 // tunnelError is what the client of a refused handshake gets.

@@ -225,14 +225,17 @@ func TestOpenTunnelServerSide(t *testing.T) {
 	e.wantRefused(t, "a port not allowed", e.authorize(t, presign(t, s.AdminKeyID, s.AdminSecret, dns, tunnelQuery(e.id, "10.60.1.5", 5432, 0), 60, now)), 403, "AccessDeniedException")
 	e.wantRefused(t, "over 3,600 s", e.authorize(t, presign(t, s.AdminKeyID, s.AdminSecret, dns, tunnelQuery(e.id, "10.60.1.5", 22, 3601), 60, now)), 403, "AccessDeniedException")
 	e.wantRefused(t, "a URL living 5 minutes", e.authorize(t, presign(t, s.AdminKeyID, s.AdminSecret, dns, tunnelQuery(e.id, "10.60.1.5", 22, 0), 300, now)), 400, "ValidationException")
+	for _, ip := range []string{"10.61.1.5", "127.0.0.1", "169.254.169.254", "224.0.0.1"} {
+		e.wantRefused(t, "target "+ip, e.authorize(t, presign(t, s.AdminKeyID, s.AdminSecret, dns, tunnelQuery(e.id, ip, 22, 0), 60, now)), 403, "AccessDeniedException")
+	}
 	e.wantRefused(t, "no address", e.authorize(t, presign(t, s.AdminKeyID, s.AdminSecret, dns, tunnelQuery(e.id, "not-an-ip", 22, 0), 60, now)), 400, "ValidationException")
 
 	// A policy capping maxTunnelDuration at 600 denies 3,600 and allows 600.
 	keyID, secret := createUserWithKey(t, s, "tunneller")
 	putPolicy(t, s, "--user", "tunneller", "tunnels", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2-instance-connect:OpenTunnel","Resource":"*",
-		"Condition":{"NumericLessThanEquals":{"ec2-instance-connect:maxTunnelDuration":"600"},"IpAddress":{"ec2-instance-connect:privateIpAddress":"10.60.0.0/16"}}}]}`)
+		"Condition":{"NumericLessThanEquals":{"ec2-instance-connect:maxTunnelDuration":"600"},"IpAddress":{"ec2-instance-connect:privateIpAddress":"10.60.1.0/24"}}}]}`)
 	e.wantRefused(t, "3,600 s against a 600 s policy", e.authorize(t, presign(t, keyID, secret, dns, tunnelQuery(e.id, "10.60.1.5", 22, 3600), 60, now)), 403, "AccessDeniedException")
-	e.wantRefused(t, "an address the policy excludes", e.authorize(t, presign(t, keyID, secret, dns, tunnelQuery(e.id, "10.61.1.5", 22, 600), 60, now)), 403, "AccessDeniedException")
+	e.wantRefused(t, "an address the policy excludes", e.authorize(t, presign(t, keyID, secret, dns, tunnelQuery(e.id, "10.60.2.5", 22, 600), 60, now)), 403, "AccessDeniedException")
 	if r := e.authorize(t, presign(t, keyID, secret, dns, tunnelQuery(e.id, "10.60.1.5", 22, 600), 60, now)); !r.Allowed || r.Tunnel.MaxDuration != 600 {
 		t.Errorf("600 s within the policy: %+v %+v", r, r.Error)
 	}
@@ -389,5 +392,22 @@ func TestOpenTunnelRelay(t *testing.T) {
 		got := describeEndpoints(t, s.adminEC2(), 0, []string{e.id})
 		return len(got) == 1 && got[0].State == ec2types.Ec2InstanceConnectEndpointStateDeleteComplete
 	})
+	// A process that comes back learns it was deleted; clients are refused.
+	if _, resp, err := websocket.Dial(ctx, wsURL+endpointproto.ControlPath, dialOpts); err == nil || resp == nil || resp.StatusCode != http.StatusGone {
+		t.Errorf("the control connection of a deleted endpoint: %v %v", resp, err)
+	}
+	if _, resp, err := clientDial(tunnelQuery(e.id, "10.61.1.5", 22, 0)); err == nil || resp == nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a tunnel to a deleted endpoint: %v %v", resp, err)
+	}
+	// An endpoint that never joined opens no tunnels.
+	never := createEndpoint(t, s, "10.62.0.0/16")
+	_, resp, err = websocket.Dial(ctx, presign(t, s.AdminKeyID, s.AdminSecret, host, tunnelQuery(never.id, "10.62.1.5", 22, 0), 60, time.Now()), &websocket.DialOptions{HTTPClient: s.httpClient})
+	if err == nil || resp == nil || resp.StatusCode >= 500 || resp.StatusCode < 400 {
+		t.Fatalf("a tunnel to an endpoint that never joined: %v %v", resp, err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "IncorrectState") && !strings.Contains(string(body), "create-in-progress") {
+		t.Errorf("a tunnel to an endpoint that never joined: %s", body)
+	}
 	s.assertServing(t)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/coder/websocket"
@@ -56,6 +57,14 @@ func (e *Endpoint) controlSession(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(ctx, controlDialTimeout)
 	c, err := e.srv.dial(dctx, endpointproto.ControlPath, nil, nil)
 	cancel()
+	var ce *callError
+	if errors.As(err, &ce) && ce.Status == http.StatusGone {
+		// Deleted while the control connection was down: nobody will
+		// send the delete message; act on it all the same.
+		e.log.Warn("the server says the endpoint was deleted", "message", ce.Message)
+		e.deleted()
+		return ErrDeleted
+	}
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,8 @@
 //     its settings and, in listen mode, a TLS certificate for its DnsName;
 //   - keeps a control WebSocket (GET ControlPath) open, on which the server
 //     sends Control messages: new settings, deletion, and in relay mode the
-//     tunnels to dial back for;
+//     tunnels to dial back for (an endpoint whose deletion completed while
+//     it was away is answered 410 Gone instead, and stops);
 //   - asks, for each client tunnel in listen mode, the server to authorize
 //     it (POST AuthorizePath): the server verifies the SigV4 presignature,
 //     evaluates ec2-instance-connect:OpenTunnel and audits the decision;

@@ -253,6 +253,13 @@ func (s *Server) handleEndpointControl(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if ep.State == postern.EndpointDeleteComplete {
+		// Its deletion completed while the process was away: tell it to
+		// stop, rather than have it retry for ever.
+		writeJSON(w, http.StatusGone, endpointproto.ErrorResponse{Code: "IncorrectState",
+			Message: "Instance Connect Endpoint " + ep.ID + " was deleted"})
+		return
+	}
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		return
