@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2instanceconnect"
 
 	"github.com/postern-dev/postern/agent"
+	"github.com/postern-dev/postern/bench/internal/benchrig"
 	"github.com/postern-dev/postern/client"
 )
 
@@ -52,10 +53,10 @@ func (p *pusher) push(ctx context.Context, osUser, key string) error {
 type helperResult struct {
 	Records      int    // live records the agent holds for the user
 	Command      string // the helper sshd runs, e.g. postern-authorized-keys
-	Exec, InProc samples
+	Exec, InProc benchrig.Samples
 	// Process start-up alone, as the helper user: /bin/true, and the
 	// postern binary printing its version.
-	True, Version samples
+	True, Version benchrig.Samples
 	WrongAnswers  int
 	SyslogPresent bool
 }
@@ -108,7 +109,7 @@ func measureHelper(ctx context.Context, r *rig, n int, budget time.Duration) (*h
 	// Warm the page cache and check the answer once.
 	for range 10 {
 		if _, ok, err := run(); !ok {
-			return nil, fmt.Errorf("the helper did not print the pushed key (err %v); agent: %s", err, r.proc("agent").tail())
+			return nil, fmt.Errorf("the helper did not print the pushed key (err %v); agent: %s", err, r.procs.Get("agent").Tail())
 		}
 	}
 	deadline := time.Now().Add(budget)
@@ -120,8 +121,8 @@ func measureHelper(ctx context.Context, r *rig, n int, budget time.Duration) (*h
 		}
 	}
 
-	floor := func(path string, args ...string) samples {
-		var out samples
+	floor := func(path string, args ...string) benchrig.Samples {
+		var out benchrig.Samples
 		deadline := time.Now().Add(budget / 2)
 		for i := 0; i < n/3 && time.Now().Before(deadline); i++ {
 			cmd := exec.CommandContext(ctx, path, args...)
@@ -155,7 +156,7 @@ func measureHelper(ctx context.Context, r *rig, n int, budget time.Duration) (*h
 
 // pushResult is the round trip of SendSSHPublicKey, one call at a time.
 type pushResult struct {
-	RTT    samples
+	RTT    benchrig.Samples
 	Errors int
 }
 
@@ -192,7 +193,7 @@ type sustainedResult struct {
 	Pushes        int
 	Errors        map[string]int
 	Elapsed       time.Duration
-	Latency       samples
+	Latency       benchrig.Samples
 	CPU           map[string]time.Duration // per process, over the run
 }
 
@@ -227,8 +228,8 @@ func measureSustained(ctx context.Context, r *rig, workers, maxPushes int, durat
 	var (
 		issued  atomic.Int64
 		mu      sync.Mutex
-		lat     = make(samples, 0, maxPushes)
-		cpu0    = map[string]time.Duration{"server": r.cpuTime("server"), "agent": r.cpuTime("agent"), "client": procCPU(os.Getpid())}
+		lat     = make(benchrig.Samples, 0, maxPushes)
+		cpu0    = map[string]time.Duration{"server": r.procs.Get("server").CPUTime(), "agent": r.procs.Get("agent").CPUTime(), "client": benchrig.ProcCPU(os.Getpid())}
 		runCtx  context.Context
 		stopRun context.CancelFunc
 	)
@@ -238,7 +239,7 @@ func measureSustained(ctx context.Context, r *rig, workers, maxPushes int, durat
 	for w := range workers {
 		wg.Go(func() {
 			p := pushers[w%len(pushers)]
-			local := make(samples, 0, maxPushes/workers+1)
+			local := make(benchrig.Samples, 0, maxPushes/workers+1)
 			errs := map[string]int{}
 			for runCtx.Err() == nil && issued.Add(1) <= int64(maxPushes) {
 				t := time.Now()
@@ -264,9 +265,9 @@ func measureSustained(ctx context.Context, r *rig, workers, maxPushes int, durat
 	}
 	wg.Wait()
 	res.Elapsed = time.Since(start)
-	res.CPU["server"] = r.cpuTime("server") - cpu0["server"]
-	res.CPU["agent"] = r.cpuTime("agent") - cpu0["agent"]
-	res.CPU["client"] = procCPU(os.Getpid()) - cpu0["client"]
+	res.CPU["server"] = r.procs.Get("server").CPUTime() - cpu0["server"]
+	res.CPU["agent"] = r.procs.Get("agent").CPUTime() - cpu0["agent"]
+	res.CPU["client"] = benchrig.ProcCPU(os.Getpid()) - cpu0["client"]
 	res.Pushes = len(lat)
 	res.Latency = lat
 	return res, nil
@@ -275,7 +276,7 @@ func measureSustained(ctx context.Context, r *rig, workers, maxPushes int, durat
 // sshResult compares a whole `postern ssh` login with plain ssh to the
 // same sshd.
 type sshResult struct {
-	Postern, Plain samples
+	Postern, Plain benchrig.Samples
 	PosternCmd     string
 	PlainCmd       string
 }

@@ -12,43 +12,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/postern-dev/postern/bench/internal/benchrig"
 )
-
-// samples are measured durations.
-type samples []time.Duration
-
-// quantile is the nearest-rank q-quantile (q in (0, 1]).
-func (s samples) quantile(q float64) time.Duration {
-	if len(s) == 0 {
-		return 0
-	}
-	c := slices.Clone(s)
-	slices.Sort(c)
-	i := int(math.Ceil(q*float64(len(c)))) - 1
-	return c[max(0, min(i, len(c)-1))]
-}
-
-func (s samples) median() time.Duration { return s.quantile(0.5) }
-func (s samples) p99() time.Duration    { return s.quantile(0.99) }
-
-// ms formats a duration in milliseconds.
-func ms(d time.Duration) string {
-	v := float64(d) / float64(time.Millisecond)
-	switch {
-	case v < 10:
-		return fmt.Sprintf("%.2f ms", v)
-	case v < 100:
-		return fmt.Sprintf("%.1f ms", v)
-	}
-	return fmt.Sprintf("%.0f ms", v)
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "yes"
-	}
-	return "**no**"
-}
 
 // Targets of issue 3.
 const (
@@ -149,29 +115,29 @@ func (r *report) write(w io.Writer) {
 	p("|---|---:|---:|---:|---|---|")
 	if h := r.helper; h != nil {
 		p("| sshd helper: `%s --config … USER FP` exec'd as the helper user, agent holding %d records for USER | %d | %s | %s | p99 ≤ %s | %s |",
-			h.Command, h.Records, len(h.Exec), ms(h.Exec.median()), ms(h.Exec.p99()), ms(targetHelperP99), verdict(len(h.Exec) > 0 && h.Exec.p99() <= targetHelperP99 && h.WrongAnswers == 0))
+			h.Command, h.Records, len(h.Exec), benchrig.MS(h.Exec.Median()), benchrig.MS(h.Exec.P99()), benchrig.MS(targetHelperP99), benchrig.Verdict(len(h.Exec) > 0 && h.Exec.P99() <= targetHelperP99 && h.WrongAnswers == 0))
 		p("| … of which the work itself: `agent.AuthorizedKeys` in process (socket query, signature and expiry checks) | %d | %s | %s | | |",
-			len(h.InProc), ms(h.InProc.median()), ms(h.InProc.p99()))
+			len(h.InProc), benchrig.MS(h.InProc.Median()), benchrig.MS(h.InProc.P99()))
 		p("| … floor: the whole `postern` binary exec'd to print its version (process start-up, no work) | %d | %s | %s | | |",
-			len(h.Version), ms(h.Version.median()), ms(h.Version.p99()))
+			len(h.Version), benchrig.MS(h.Version.Median()), benchrig.MS(h.Version.P99()))
 		p("| … floor: `/bin/true` exec'd the same way (this machine's fork and exec) | %d | %s | %s | | |",
-			len(h.True), ms(h.True.median()), ms(h.True.p99()))
+			len(h.True), benchrig.MS(h.True.Median()), benchrig.MS(h.True.P99()))
 	}
 	if pr := r.push; pr != nil {
 		p("| push round trip: `SendSSHPublicKey` (AWS SDK for Go v2, one IAM user, sequential), returns after the agent's ack and the audit commit | %d | %s | %s | median ≤ %s | %s |",
-			len(pr.RTT), ms(pr.RTT.median()), ms(pr.RTT.p99()), ms(targetPushMedian), verdict(len(pr.RTT) > 0 && pr.RTT.median() <= targetPushMedian && pr.Errors == 0))
+			len(pr.RTT), benchrig.MS(pr.RTT.Median()), benchrig.MS(pr.RTT.P99()), benchrig.MS(targetPushMedian), benchrig.Verdict(len(pr.RTT) > 0 && pr.RTT.Median() <= targetPushMedian && pr.Errors == 0))
 	}
 	if s := r.sustained; s != nil {
 		p("| sustained pushes: %d concurrent SDK clients over %d access keys, one agent; **%.0f pushes/s** (%d in %.1f s, %d failed) | %d | %s | %s | ≥ %.0f/s | %s |",
-			s.Workers, s.Keys, s.rate(), s.Pushes, s.Elapsed.Seconds(), errorCount(s.Errors), s.Pushes, ms(s.Latency.median()), ms(s.Latency.p99()),
-			targetPushRate, verdict(s.rate() >= targetPushRate && errorCount(s.Errors) == 0))
+			s.Workers, s.Keys, s.rate(), s.Pushes, s.Elapsed.Seconds(), errorCount(s.Errors), s.Pushes, benchrig.MS(s.Latency.Median()), benchrig.MS(s.Latency.P99()),
+			targetPushRate, benchrig.Verdict(s.rate() >= targetPushRate && errorCount(s.Errors) == 0))
 	}
-	if s := r.ssh; s != nil && len(s.Plain) > 0 && s.Plain.median() > 0 {
-		ratio := float64(s.Postern.median()) / float64(s.Plain.median())
-		p("| `postern ssh INSTANCE -- true` (resolve, ephemeral key, push, known_hosts, ssh) | %d | %s | %s | | |", len(s.Postern), ms(s.Postern.median()), ms(s.Postern.p99()))
-		p("| plain `ssh -i key -p PORT USER@127.0.0.1 -- true`, same sshd and helper | %d | %s | %s | | |", len(s.Plain), ms(s.Plain.median()), ms(s.Plain.p99()))
+	if s := r.ssh; s != nil && len(s.Plain) > 0 && s.Plain.Median() > 0 {
+		ratio := float64(s.Postern.Median()) / float64(s.Plain.Median())
+		p("| `postern ssh INSTANCE -- true` (resolve, ephemeral key, push, known_hosts, ssh) | %d | %s | %s | | |", len(s.Postern), benchrig.MS(s.Postern.Median()), benchrig.MS(s.Postern.P99()))
+		p("| plain `ssh -i key -p PORT USER@127.0.0.1 -- true`, same sshd and helper | %d | %s | %s | | |", len(s.Plain), benchrig.MS(s.Plain.Median()), benchrig.MS(s.Plain.P99()))
 		p("| ratio of medians, postern ssh / plain ssh (postern ssh adds %s) | | **%.2f×** | | ≤ %.1f× | %s |",
-			ms(s.Postern.median()-s.Plain.median()), ratio, targetSSHRatio, verdict(ratio <= targetSSHRatio))
+			benchrig.MS(s.Postern.Median()-s.Plain.Median()), ratio, targetSSHRatio, benchrig.Verdict(ratio <= targetSSHRatio))
 	}
 	p("")
 	p("How each figure is taken:")

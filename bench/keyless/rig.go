@@ -32,6 +32,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern-dev/postern/agent"
+	"github.com/postern-dev/postern/bench/internal/benchrig"
 	"github.com/postern-dev/postern/client"
 	"github.com/postern-dev/postern/server"
 )
@@ -63,10 +64,9 @@ type rigConfig struct {
 // activation, and a private sshd whose AuthorizedKeysCommand is the
 // installed helper.
 type rig struct {
-	cfg  rigConfig
-	dir  string // everything the run writes; removed at the end
-	info server.Info
-	ca   []byte
+	cfg rigConfig
+	dir string // everything the run writes; removed at the end
+	srv *benchrig.Server
 
 	env      []string   // environment for postern client commands
 	admin    aws.Config // the admin's SDK configuration
@@ -84,33 +84,7 @@ type rig struct {
 	helperGID    int
 	madeLogin    bool // loginUser was created by this run
 
-	procs []*child
-}
-
-// child is a process the rig started.
-type child struct {
-	name string
-	cmd  *exec.Cmd
-	log  string // file holding its output
-	done chan struct{}
-}
-
-// tail returns the end of the child's output, for error messages.
-func (c *child) tail() string {
-	b, _ := os.ReadFile(c.log)
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
-	}
+	procs benchrig.Procs
 }
 
 // startRig sets everything up and waits until the instance is running and
@@ -140,7 +114,7 @@ func startRig(ctx context.Context, cfg rigConfig) (_ *rig, err error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
 	}
-	r := &rig{cfg: cfg, dir: dir, name: "bench-1"}
+	r := &rig{cfg: cfg, dir: dir, name: "bench-1", procs: benchrig.Procs{Dir: dir}}
 	defer func() {
 		if err != nil {
 			r.stop()
@@ -158,68 +132,14 @@ func startRig(ctx context.Context, cfg rigConfig) (_ *rig, err error) {
 	return r, nil
 }
 
-// startServer runs `postern server` and loads its address, CA and admin
-// credentials.
+// startServer runs `postern server` on loopback.
 func (r *rig) startServer(ctx context.Context) error {
-	data := filepath.Join(r.dir, "server")
-	// Throttling off: the sustained figure is the server's capacity, not
-	// the per-key rate limit (200/s by default).
-	if _, err := r.spawn("server", r.cfg.Postern, "server", "--listen", "127.0.0.1:0", "--data-dir", data,
-		"--throttle-rate", "0", "--log-level", "warn", "--shutdown-grace", "5s"); err != nil {
-		return err
-	}
-	home := filepath.Join(r.dir, "home")
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, r.cfg.Postern, "env", "--data-dir", data, "--wait", "30s")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home}
-	out, err := cmd.Output()
+	srv, err := benchrig.StartServer(ctx, &r.procs, benchrig.ServerConfig{Postern: r.cfg.Postern, Dir: r.dir, Listen: "127.0.0.1:0"})
 	if err != nil {
-		return fmt.Errorf("postern env: %v: %s\nserver: %s", err, exitText(err), r.procs[0].tail())
-	}
-	// A clean environment for client commands: no personal ~/.aws, the
-	// variables `postern env` prints.
-	r.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "USER=root", "LOGNAME=root"}
-	vars := map[string]string{}
-	for _, line := range strings.Split(string(out), "\n") {
-		if kv, ok := strings.CutPrefix(line, "export "); ok {
-			k, v, _ := strings.Cut(kv, "=")
-			v = strings.Trim(v, "'")
-			vars[k] = v
-			r.env = append(r.env, k+"="+v)
-		}
-	}
-	if r.info, err = server.ReadInfo(data); err != nil {
 		return err
 	}
-	if r.ca, err = os.ReadFile(r.info.CABundle); err != nil {
-		return err
-	}
-	r.admin, err = r.awsConfig(vars["AWS_ACCESS_KEY_ID"], vars["AWS_SECRET_ACCESS_KEY"], 4)
-	return err
-}
-
-// awsConfig is an SDK configuration for one access key. Retries are off so
-// that every failure is counted, and the connection pool holds conns idle
-// connections so that concurrent callers reuse them.
-func (r *rig) awsConfig(id, secret string, conns int) (aws.Config, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(r.ca) {
-		return aws.Config{}, errors.New("the server's CA bundle holds no certificate")
-	}
-	hc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
-		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		t.MaxIdleConns = conns
-		t.MaxIdleConnsPerHost = conns
-	})
-	return aws.Config{
-		Region:       r.info.Region,
-		BaseEndpoint: aws.String(r.info.URL),
-		Credentials:  credentials.NewStaticCredentialsProvider(id, secret, ""),
-		HTTPClient:   hc,
-		Retryer:      func() aws.Retryer { return aws.NopRetryer{} },
-	}, nil
+	r.srv, r.env, r.admin = srv, srv.Env, srv.Admin
+	return nil
 }
 
 // benchPolicy lets the bench users push keys, nothing else.
@@ -229,21 +149,12 @@ const benchPolicy = `{"Version":"2012-10-17","Statement":[{"Sid":"Push","Effect"
 // createUsers makes the IAM users whose access keys the push benchmarks
 // sign with: ordinary users under a policy, not the admin.
 func (r *rig) createUsers(ctx context.Context) error {
-	c := iam.NewFromConfig(r.admin)
 	for i := range r.cfg.BenchUsers {
-		name := fmt.Sprintf("bench-%d", i+1)
-		if _, err := c.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String(name)}); err != nil {
-			return fmt.Errorf("create user %s: %w", name, err)
-		}
-		if _, err := c.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: aws.String(name),
-			PolicyName: aws.String("push"), PolicyDocument: aws.String(benchPolicy)}); err != nil {
-			return fmt.Errorf("policy for %s: %w", name, err)
-		}
-		k, err := c.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String(name)})
+		id, secret, err := r.srv.CreateUser(ctx, fmt.Sprintf("bench-%d", i+1), "push", benchPolicy)
 		if err != nil {
-			return fmt.Errorf("access key for %s: %w", name, err)
+			return err
 		}
-		cfg, err := r.awsConfig(aws.ToString(k.AccessKey.AccessKeyId), aws.ToString(k.AccessKey.SecretAccessKey), 64)
+		cfg, err := r.srv.AWSConfig(id, secret, 64)
 		if err != nil {
 			return err
 		}
@@ -262,7 +173,7 @@ func (r *rig) startInstance(ctx context.Context) error {
 	}, &act); err != nil {
 		return fmt.Errorf("create an activation: %w", err)
 	}
-	port, err := freePort()
+	port, err := benchrig.FreePort()
 	if err != nil {
 		return err
 	}
@@ -299,7 +210,7 @@ func (r *rig) startInstance(ctx context.Context) error {
 	r.helperConfig = filepath.Join(pub, "helper.json")
 	state := filepath.Join(r.dir, "agent")
 	st, err := agent.Register(ctx, agent.Registration{
-		Server: r.info.URL, ActivationID: act.ActivationId, ActivationCode: act.ActivationCode, CABundle: string(r.ca),
+		Server: r.srv.Info.URL, ActivationID: act.ActivationId, ActivationCode: act.ActivationCode, CABundle: string(r.srv.CA),
 		StateDir: state, HelperConfig: r.helperConfig, SocketPath: socket, Facts: agentFacts(pub, port),
 	})
 	if err != nil {
@@ -342,14 +253,14 @@ UsePAM no
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		return err
 	}
-	if _, err := r.spawn("sshd", sshdPath(), "-D", "-e", "-f", sshdConfig); err != nil {
+	if _, err := r.procs.Spawn("sshd", nil, sshdPath(), "-D", "-e", "-f", sshdConfig); err != nil {
 		return err
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	if _, err := r.spawn("agent", self, agentChildArg, "-state-dir", state, "-socket", socket, "-ssh-dir", pub,
+	if _, err := r.procs.Spawn("agent", nil, self, agentChildArg, "-state-dir", state, "-socket", socket, "-ssh-dir", pub,
 		"-ssh-port", strconv.Itoa(port), "-helper-uid", strconv.Itoa(r.helperUID), "-helper-gid", strconv.Itoa(r.helperGID)); err != nil {
 		return err
 	}
@@ -364,13 +275,11 @@ UsePAM no
 				return nil
 			}
 		}
-		for _, p := range r.procs {
-			if p.exited() {
-				return fmt.Errorf("%s exited: %s", p.name, p.tail())
-			}
+		if p := r.procs.FirstExited(); p != nil {
+			return fmt.Errorf("%s exited: %s", p.Name, p.Tail())
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the instance did not come up in 30s\nagent: %s\nsshd: %s", r.proc("agent").tail(), r.proc("sshd").tail())
+			return fmt.Errorf("the instance did not come up in 30s\nagent: %s\nsshd: %s", r.procs.Get("agent").Tail(), r.procs.Get("sshd").Tail())
 		}
 		select {
 		case <-ctx.Done():
@@ -385,55 +294,10 @@ func agentFacts(sshDir string, port int) agent.Facts {
 	return agent.Facts{SSHDir: sshDir, OSRelease: "/etc/os-release", SSHPort: port, PrivateIPs: []string{"127.0.0.1"}}
 }
 
-// spawn starts a long-running child whose output goes to a log file.
-func (r *rig) spawn(name, path string, args ...string) (*child, error) {
-	logPath := filepath.Join(r.dir, name+".log")
-	lf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(path, args...)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	c := &child{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		lf.Close()
-		close(c.done)
-	}()
-	r.procs = append(r.procs, c)
-	return c, nil
-}
-
-func (r *rig) proc(name string) *child {
-	for _, p := range r.procs {
-		if p.name == name {
-			return p
-		}
-	}
-	return nil
-}
-
 // stop ends the children (agent first, server last), removes the helper
 // and the run's directory.
 func (r *rig) stop() {
-	for i := len(r.procs) - 1; i >= 0; i-- {
-		p := r.procs[i]
-		if p.exited() {
-			continue
-		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	}
+	r.procs.StopAll()
 	if r.helperDir != "" {
 		os.RemoveAll(r.helperDir)
 	}
@@ -441,45 +305,6 @@ func (r *rig) stop() {
 		_ = exec.Command("userdel", loginUser).Run()
 	}
 	os.RemoveAll(r.dir)
-}
-
-// cpuTime returns the CPU time (user + system) a child has used so far.
-func (r *rig) cpuTime(name string) time.Duration {
-	p := r.proc(name)
-	if p == nil || p.exited() {
-		return 0
-	}
-	return procCPU(p.cmd.Process.Pid)
-}
-
-// procCPU reads a process's user + system time from /proc.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	const clkTck = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / clkTck
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func sshdPath() string {
@@ -531,15 +356,6 @@ func newKey(path string) (line, fingerprint string, err error) {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp))), ssh.FingerprintSHA256(sp), nil
 }
 
-// exitText is a failed command's stderr, when it has one.
-func exitText(err error) string {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return strings.TrimSpace(string(ee.Stderr))
-	}
-	return ""
-}
-
 // runAgentChild is the agent process: this program re-executed with
 // agentChildArg. It runs agent.Agent as `postern agent run` does, but
 // reports the loopback address the private sshd listens on.
@@ -571,8 +387,8 @@ func runAgentChild(args []string) error {
 // describe tells a person how to reach the rig (-hold).
 func (r *rig) describe(w io.Writer) {
 	fmt.Fprintf(w, "instance %s (%s), sshd on 127.0.0.1:%d, helper config %s\n", r.instance, r.name, r.sshPort, r.helperConfig)
-	for _, p := range r.procs {
-		fmt.Fprintf(w, "%s: pid %d, log %s\n", p.name, p.cmd.Process.Pid, p.log)
+	for _, p := range r.procs.All() {
+		fmt.Fprintf(w, "%s: pid %d, log %s\n", p.Name, p.Pid(), p.Log)
 	}
 	fmt.Fprintln(w, "environment for postern and AWS tools:")
 	for _, kv := range r.env[1:] {
