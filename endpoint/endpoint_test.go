@@ -384,6 +384,26 @@ func TestDeletion(t *testing.T) {
 	h.done <- nil // for the cleanup
 }
 
+// TestDeletedWhileAway: an endpoint whose deletion completed while its
+// control connection was down learns it on reconnecting (410) and stops
+// as if told to.
+func TestDeletedWhileAway(t *testing.T) {
+	h := start(t, options{settings: endpointproto.Settings{AllowedPorts: []int{22}}})
+	c := h.mustOpen(echoIP, 22)
+	roundTrip(t, c, "before")
+	h.srv.mu.Lock()
+	h.srv.gone = true
+	h.srv.mu.Unlock()
+	h.control.CloseNow()
+	if ce := closedBy(t, c); ce.Code != websocket.StatusGoingAway || ce.Reason != ReasonDeleted {
+		t.Errorf("tunnel closed with %d %q; want 1001 %q", ce.Code, ce.Reason, ReasonDeleted)
+	}
+	if err := recv(t, h.done, "Run to return"); !errors.Is(err, ErrDeleted) {
+		t.Errorf("Run = %v, want ErrDeleted", err)
+	}
+	h.done <- nil // for the cleanup
+}
+
 func TestGracefulShutdown(t *testing.T) {
 	h := start(t, options{settings: endpointproto.Settings{AllowedPorts: []int{22}}, grace: time.Minute})
 	c := h.mustOpen(echoIP, 22)

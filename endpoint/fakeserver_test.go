@@ -60,6 +60,9 @@ type fakeServer struct {
 	decide func(endpointproto.AuthorizeRequest) (endpointproto.AuthorizeResponse, string)
 	// broken, when set, makes authorization fail as a broken server would.
 	broken bool
+	// gone, when set, answers control connections 410: the endpoint's
+	// deletion completed while it was away.
+	gone bool
 	// closedGate, when set, holds each close report's answer until it is
 	// closed (the record is captured first).
 	closedGate chan struct{}
@@ -165,6 +168,13 @@ func (f *fakeServer) handleJoin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeServer) handleControl(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	gone := f.gone
+	f.mu.Unlock()
+	if gone {
+		writeJSON(w, http.StatusGone, endpointproto.ErrorResponse{Code: "IncorrectState", Message: "Instance Connect Endpoint eice-0123456789abcdef0 was deleted"})
+		return
+	}
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return
