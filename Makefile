@@ -51,14 +51,19 @@ tools:
 
 # Benchmarks, never timed tests: the go test micro-benchmarks, then the
 # keyless SSH figures (bench/keyless: a real server, agent and sshd on
-# loopback; needs root, like demo). Both tables go to BENCHMARKS.md with
-# the command and the machine. A few minutes; every loop is bounded.
+# loopback) and the Instance Connect Endpoint tunnel figures (bench/tunnels:
+# server, endpoint, target, an sshd bastion and websockify in network
+# namespaces; installs Debian's websockify when missing). Both need root,
+# like demo. Every table goes to BENCHMARKS.md with the command and the
+# machine. About ten minutes; every loop is bounded.
 bench: build
 	$(GO) build -trimpath -o bin/postern-bench ./bench/keyless
+	$(GO) build -trimpath -o bin/postern-bench-tunnels ./bench/tunnels
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./... > bin/bench-micro.txt || { cat bin/bench-micro.txt; exit 1; }
 	@cat bin/bench-micro.txt
 	@if [ "$$(id -u)" = 0 ]; then run=; else run=sudo; fi; \
-	  $$run ./bin/postern-bench -postern $(BIN) -micro bin/bench-micro.txt -command 'make bench' > bin/BENCHMARKS.md.new
+	  $$run ./bin/postern-bench-tunnels -postern $(BIN) > bin/bench-tunnels.md && \
+	  $$run ./bin/postern-bench -postern $(BIN) -micro bin/bench-micro.txt -sections bin/bench-tunnels.md -command 'make bench' > bin/BENCHMARKS.md.new
 	mv bin/BENCHMARKS.md.new BENCHMARKS.md
 	@echo "bench: wrote BENCHMARKS.md"
 

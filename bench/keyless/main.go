@@ -17,13 +17,12 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
+	"strings"
 	"time"
+
+	"github.com/postern-dev/postern/bench/internal/benchrig"
 )
 
 // agentChildArg, as the first argument, makes this program the agent
@@ -31,23 +30,14 @@ import (
 const agentChildArg = "agent-child"
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == agentChildArg {
-		if err := runAgentChild(os.Args[2:]); err != nil {
-			fmt.Fprintln(os.Stderr, "agent:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	benchrig.Main("bench", run, map[string]func([]string) error{agentChildArg: runAgentChild})
 }
 
 // options are the command line.
 type options struct {
 	postern      string
 	micro        string
+	sections     string
 	command      string
 	helperN      int
 	pushN        int
@@ -59,15 +49,12 @@ type options struct {
 	hold         bool
 }
 
-func newFlagSet(name string) *flag.FlagSet {
-	return flag.NewFlagSet(name, flag.ContinueOnError)
-}
-
 func run(args []string) error {
 	var o options
-	fs := newFlagSet("keyless")
+	fs := benchrig.NewFlagSet("keyless")
 	fs.StringVar(&o.postern, "postern", "bin/postern", "the postern binary to measure")
 	fs.StringVar(&o.micro, "micro", "", "output of go test -bench to add as a second table")
+	fs.StringVar(&o.sections, "sections", "", "a Markdown file of further sections (bench/tunnels' figures) to add before the micro-benchmarks")
 	fs.StringVar(&o.command, "command", "make bench", "the command named in the report")
 	fs.IntVar(&o.helperN, "helper-n", 300, "sshd helper runs")
 	fs.IntVar(&o.pushN, "push-n", 1000, "sequential pushes for the round trip")
@@ -80,14 +67,12 @@ func run(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, stop := signalContext()
-	defer stop()
-	if !o.hold {
-		// The whole run is bounded as well as each loop.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 4*time.Minute)
-		defer cancel()
+	bound := 4 * time.Minute
+	if o.hold {
+		bound = 0
 	}
+	ctx, stop := benchrig.RunContext(bound)
+	defer stop()
 
 	rep := &report{opts: o, started: time.Now()}
 	if o.micro != "" {
@@ -96,6 +81,13 @@ func run(args []string) error {
 			return err
 		}
 		rep.micro = parseMicro(string(b))
+	}
+	if o.sections != "" {
+		b, err := os.ReadFile(o.sections)
+		if err != nil {
+			return err
+		}
+		rep.sections = strings.TrimSpace(string(b))
 	}
 	progress("starting server, agent and sshd on loopback")
 	r, err := startRig(ctx, rigConfig{Postern: o.postern, BenchUsers: o.users})
@@ -126,15 +118,11 @@ func run(args []string) error {
 	if rep.sustained, err = measureSustained(ctx, r, o.workers, o.sustainedMax, o.sustainedFor); err != nil {
 		return err
 	}
-	rep.sshVersion = sshVersion()
+	rep.sshVersion = benchrig.SSHVersion()
 	rep.write(os.Stdout)
 	return nil
 }
 
 func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
-}
-
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }

@@ -4,12 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"math"
 	"os"
-	"os/exec"
 	"runtime"
-	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -86,6 +82,7 @@ type report struct {
 	ssh        *sshResult
 	sustained  *sustainedResult
 	micro      []microResult
+	sections   string // further Markdown sections
 	sshVersion string
 }
 
@@ -97,7 +94,8 @@ func (r *report) write(w io.Writer) {
 	p("Produced by `%s` on %s. It runs `go test -run '^$' -bench . -benchmem -count 1 ./...`, then", o.command, r.started.UTC().Format("2006-01-02 15:04 UTC"))
 	p("`bench/keyless` (as root), which starts `postern server` (SQLite store, auditing on, `--throttle-rate 0`),")
 	p("an agent registered through an activation, and a private `sshd` on a loopback port whose")
-	p("`AuthorizedKeysCommand` is the installed helper, then measures them over loopback.")
+	p("`AuthorizedKeysCommand` is the installed helper, then measures them over loopback; and `bench/tunnels`")
+	p("(as root too), whose set-up its own section describes.")
 	p("")
 	p("Machine:")
 	p("")
@@ -129,8 +127,8 @@ func (r *report) write(w io.Writer) {
 	}
 	if s := r.sustained; s != nil {
 		p("| sustained pushes: %d concurrent SDK clients over %d access keys, one agent; **%.0f pushes/s** (%d in %.1f s, %d failed) | %d | %s | %s | ≥ %.0f/s | %s |",
-			s.Workers, s.Keys, s.rate(), s.Pushes, s.Elapsed.Seconds(), errorCount(s.Errors), s.Pushes, benchrig.MS(s.Latency.Median()), benchrig.MS(s.Latency.P99()),
-			targetPushRate, benchrig.Verdict(s.rate() >= targetPushRate && errorCount(s.Errors) == 0))
+			s.Workers, s.Keys, s.rate(), s.Pushes, s.Elapsed.Seconds(), benchrig.ErrorCount(s.Errors), s.Pushes, benchrig.MS(s.Latency.Median()), benchrig.MS(s.Latency.P99()),
+			targetPushRate, benchrig.Verdict(s.rate() >= targetPushRate && benchrig.ErrorCount(s.Errors) == 0))
 	}
 	if s := r.ssh; s != nil && len(s.Plain) > 0 && s.Plain.Median() > 0 {
 		ratio := float64(s.Postern.Median()) / float64(s.Plain.Median())
@@ -162,7 +160,7 @@ func (r *report) write(w io.Writer) {
 		p("  (%.0f%% of the machine's %d cores in all). The server alone, given the %d cores, would thus serve about", 100*float64(s.CPU["server"]+s.CPU["agent"]+s.CPU["client"])/float64(s.Elapsed)/float64(runtime.NumCPU()), runtime.NumCPU(), runtime.NumCPU())
 		p("  %s pushes/s; the measured rate is lower because the load generator and the agent run on the same cores.", capacity(s.CPU["server"], s.Pushes))
 		if len(s.Errors) > 0 {
-			p("  Failures: %s.", formatErrors(s.Errors))
+			p("  Failures: %s.", benchrig.FormatErrors(s.Errors))
 		}
 	}
 	if s := r.ssh; s != nil {
@@ -170,6 +168,10 @@ func (r *report) write(w io.Writer) {
 		p("  as `%s` (a new process: SDK set-up, TLS handshake, GetInstanceConnectInfo, a new", s.PosternCmd)
 		p("  Ed25519 key, SendSSHPublicKey, then OpenSSH's `ssh`). Plain ssh runs as `%s`;", s.PlainCmd)
 		p("  its key is pushed before each run, outside the timing, since this sshd knows no other keys.")
+	}
+	if r.sections != "" {
+		p("")
+		p("%s", r.sections)
 	}
 	if len(r.micro) > 0 {
 		p("")
@@ -198,27 +200,6 @@ func capacity(d time.Duration, n int) string {
 	}
 	perPush := float64(d) / float64(n)
 	return fmt.Sprintf("%.0f", float64(runtime.NumCPU())*float64(time.Second)/perPush)
-}
-
-func errorCount(m map[string]int) int {
-	n := 0
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
-
-func formatErrors(m map[string]int) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]string, len(keys))
-	for i, k := range keys {
-		out[i] = fmt.Sprintf("%d × %s", m[k], k)
-	}
-	return strings.Join(out, "; ")
 }
 
 func syslogNote(h *helperResult) string {
@@ -260,13 +241,4 @@ func kernel() string {
 		return "unknown"
 	}
 	return strings.TrimSpace(string(b))
-}
-
-func sshVersion() string {
-	out, err := exec.Command("ssh", "-V").CombinedOutput()
-	if err != nil {
-		return "OpenSSH (version unknown)"
-	}
-	v, _, _ := strings.Cut(strings.TrimSpace(string(out)), ",")
-	return v
 }

@@ -1,40 +1,31 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
-	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/postern-dev/postern/agent"
 	"github.com/postern-dev/postern/bench/internal/benchrig"
 	"github.com/postern-dev/postern/client"
-	"github.com/postern-dev/postern/server"
 )
 
 // libexecDir is where the rig installs the sshd helper for its private
@@ -103,7 +94,7 @@ func startRig(ctx context.Context, cfg rigConfig) (_ *rig, err error) {
 			return nil, fmt.Errorf("%s is not installed (apt-get install openssh-client)", tool)
 		}
 	}
-	if _, err := os.Stat(sshdPath()); err != nil {
+	if _, err := os.Stat(benchrig.SSHDPath()); err != nil {
 		return nil, errors.New("sshd is not installed (apt-get install openssh-server, or run make demo once)")
 	}
 	dir, err := os.MkdirTemp("", "postern-bench-")
@@ -253,7 +244,7 @@ UsePAM no
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		return err
 	}
-	if _, err := r.procs.Spawn("sshd", nil, sshdPath(), "-D", "-e", "-f", sshdConfig); err != nil {
+	if _, err := r.procs.Spawn("sshd", nil, benchrig.SSHDPath(), "-D", "-e", "-f", sshdConfig); err != nil {
 		return err
 	}
 	self, err := os.Executable()
@@ -307,13 +298,6 @@ func (r *rig) stop() {
 	os.RemoveAll(r.dir)
 }
 
-func sshdPath() string {
-	if p, err := exec.LookPath("sshd"); err == nil {
-		return p
-	}
-	return "/usr/sbin/sshd"
-}
-
 // helperAccount returns the uid and gid of the helper's locked system
 // user, creating it as `postern agent install` would.
 func helperAccount() (int, int, error) {
@@ -360,7 +344,7 @@ func newKey(path string) (line, fingerprint string, err error) {
 // agentChildArg. It runs agent.Agent as `postern agent run` does, but
 // reports the loopback address the private sshd listens on.
 func runAgentChild(args []string) error {
-	fs := newFlagSet(agentChildArg)
+	fs := benchrig.NewFlagSet(agentChildArg)
 	state := fs.String("state-dir", "", "agent state")
 	socket := fs.String("socket", "", "helper socket")
 	sshDir := fs.String("ssh-dir", "", "host keys")
@@ -379,7 +363,7 @@ func runAgentChild(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signalContext()
+	ctx, stop := benchrig.SignalContext()
 	defer stop()
 	return a.Run(ctx)
 }
