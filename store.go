@@ -29,7 +29,8 @@ type Store interface {
 	GetUser(ctx context.Context, name string) (*User, error)
 	ListUsers(ctx context.Context) ([]User, error)
 	// DeleteUser refuses (KindConflict) while the user has access keys,
-	// inline policies or group memberships.
+	// inline policies, group memberships, a login profile or an MFA device;
+	// it ends the user's console sessions.
 	DeleteUser(ctx context.Context, name string) error
 
 	// CreateAccessKey fails with KindNotFound when the user does not exist.
@@ -58,6 +59,48 @@ type Store interface {
 	// PoliciesForUser returns the user's inline policies and those of every
 	// group the user belongs to, in one call (it is on every request's path).
 	PoliciesForUser(ctx context.Context, user string) ([]InlinePolicy, error)
+
+	// Console sign-in. A user has at most one login profile. Every call
+	// that changes a user's password or MFA (CreateLoginProfile included)
+	// ends all of the user's console sessions in the same transaction.
+	// CreateLoginProfile is KindNotFound for an unknown user and KindExists
+	// when the user has one; Update and Delete are KindNotFound without.
+	CreateLoginProfile(ctx context.Context, p *LoginProfile) error
+	GetLoginProfile(ctx context.Context, user string) (*LoginProfile, error)
+	UpdateLoginProfile(ctx context.Context, p *LoginProfile) error
+	DeleteLoginProfile(ctx context.Context, user string) error
+
+	// CreateMFADevice stores an unassigned virtual MFA device (KindExists
+	// when the serial number is taken).
+	CreateMFADevice(ctx context.Context, d *MFADevice) error
+	GetMFADevice(ctx context.Context, serial string) (*MFADevice, error)
+	// ListMFADevices returns the devices assigned to user, by serial.
+	ListMFADevices(ctx context.Context, user string) ([]MFADevice, error)
+	// EnableMFADevice assigns an unassigned device to an existing user
+	// and records step as used. A device that is assigned already, or a
+	// user who has one, is KindConflict.
+	EnableMFADevice(ctx context.Context, serial, user string, at time.Time, step int64) error
+	// DeactivateMFADevice unassigns a device from user (KindNotFound
+	// when it is not assigned to that user).
+	DeactivateMFADevice(ctx context.Context, serial, user string) error
+	// DeleteMFADevice deletes an unassigned device; an assigned one is
+	// KindConflict.
+	DeleteMFADevice(ctx context.Context, serial string) error
+	// UseMFAStep records step as the device's newest used step, atomically,
+	// unless it is not newer than the one recorded (KindConflict): a code
+	// is good once.
+	UseMFAStep(ctx context.Context, serial string, step int64) error
+
+	// CreateConsoleSession stores a new session of an existing user and
+	// deletes the user's sessions that have expired.
+	CreateConsoleSession(ctx context.Context, s *ConsoleSession) error
+	// TouchConsoleSession returns the session with idHash as it was and
+	// sets its LastSeen to now, unless it has expired (ExpiresAt not after
+	// now) or been idle since before idleCutoff: then it is deleted and
+	// the answer is KindNotFound, as for an unknown id.
+	TouchConsoleSession(ctx context.Context, idHash []byte, now, idleCutoff time.Time) (*ConsoleSession, error)
+	// DeleteConsoleSession ends a session; an unknown id is not an error.
+	DeleteConsoleSession(ctx context.Context, idHash []byte) error
 
 	CreateVPC(ctx context.Context, v *VPC) error
 	GetVPC(ctx context.Context, id string) (*VPC, error)

@@ -238,6 +238,8 @@ func resourceType(arn string) string {
 		return "AWS::IAM::User"
 	case strings.Contains(arn, ":group/"):
 		return "AWS::IAM::Group"
+	case strings.Contains(arn, ":mfa/"):
+		return "AWS::IAM::MFADevice"
 	case strings.Contains(arn, ":instance-connect-endpoint/"):
 		return "AWS::EC2::InstanceConnectEndpoint"
 	}

@@ -16,7 +16,7 @@ const (
 )
 
 func (s *Server) iamService() *service {
-	return &service{
+	svc := &service{
 		key: iamVersion, proto: protoIAMQuery, signingName: "iam",
 		eventSource: "iam.amazonaws.com", xmlns: iamNamespace,
 		ops: map[string]*operation{
@@ -46,6 +46,10 @@ func (s *Server) iamService() *service {
 			"SimulatePrincipalPolicy": {readOnly: true, handle: simulatePrincipalPolicy},
 		},
 	}
+	for name, op := range consoleOps() {
+		svc.ops[name] = op
+	}
+	return svc
 }
 
 type iamUser struct {

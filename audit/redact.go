@@ -16,22 +16,24 @@ const Redacted = "HIDDEN_DUE_TO_SECURITY_REASONS"
 // second line of defence behind callers that should not pass secrets in
 // the first place, so it errs towards hiding.
 var secretWords = []string{
-	"secret",         // SecretAccessKey, ClientSecret
-	"password",       // Password, NewPassword
-	"passwd",         //
-	"passphrase",     //
-	"privatekey",     // PrivateKey, private_key, SSHPrivateKey
-	"sessiontoken",   // SessionToken
-	"securitytoken",  // X-Amz-Security-Token
-	"accesstoken",    // AccessToken
-	"refreshtoken",   // RefreshToken
-	"authtoken",      // AuthToken
-	"activationcode", // the agent's one-time activation code
-	"credential",     // Credentials (STS), Credential
-	"authorization",  // the Authorization header carries a signature
-	"xamzsignature",  // a presigned URL's signature is a 60-second bearer token
-	"cookie",         // console session cookies
-	"totp",           // one-time codes
+	"secret",             // SecretAccessKey, ClientSecret
+	"password",           // Password, NewPassword
+	"passwd",             //
+	"passphrase",         //
+	"privatekey",         // PrivateKey, private_key, SSHPrivateKey
+	"sessiontoken",       // SessionToken
+	"securitytoken",      // X-Amz-Security-Token
+	"accesstoken",        // AccessToken
+	"refreshtoken",       // RefreshToken
+	"authtoken",          // AuthToken
+	"activationcode",     // the agent's one-time activation code
+	"credential",         // Credentials (STS), Credential
+	"authorization",      // the Authorization header carries a signature
+	"xamzsignature",      // a presigned URL's signature is a 60-second bearer token
+	"cookie",             // console session cookies
+	"totp",               // one-time codes
+	"authenticationcode", // MFA codes (EnableMFADevice)
+	"stringseed",         // a virtual MFA device's Base32StringSeed
 }
 
 // notSecretWords are removed from a name before it is matched: SigV4's

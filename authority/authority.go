@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/password"
 	"github.com/postern-dev/postern/policy"
 	"github.com/postern-dev/postern/seal"
 	"github.com/postern-dev/postern/sigv4"
@@ -23,6 +24,9 @@ import (
 type Config struct {
 	Region  string // e.g. "us-east-1"
 	Account string // 12 digits
+	// PasswordParams are the Argon2id costs of new console passwords
+	// (zero: password.DefaultParams).
+	PasswordParams password.Params
 }
 
 // Authority implements authentication, authorization and the admin
@@ -34,6 +38,10 @@ type Authority struct {
 	verifier *sigv4.Verifier
 	log      *slog.Logger
 	now      func() time.Time
+	hashing  chan struct{} // Argon2id slots (console.go)
+	// dummyHash is verified for users without a password (console.go).
+	dummyOnce sync.Once
+	dummyHash string
 
 	mu       sync.Mutex
 	keys     map[string]cachedKey        // access key id → key, briefly
@@ -68,6 +76,7 @@ func New(cfg Config, st postern.Store, sealer *seal.Sealer, logger *slog.Logger)
 		sealer:     sealer,
 		log:        logger,
 		now:        time.Now,
+		hashing:    make(chan struct{}, maxHashing),
 		keys:       make(map[string]cachedKey),
 		policies:   make(map[string]*policy.Document),
 		identities: make(map[string]identity),
@@ -87,7 +96,10 @@ type Principal struct {
 	User        postern.User
 	AccessKeyID string
 	ARN         string
-	Signature   *sigv4.Result
+	Signature   *sigv4.Result // nil for console sessions
+	// MFA is true for a console session signed in with a second factor:
+	// its policy evaluations see aws:MultiFactorAuthPresent=true.
+	MFA bool
 }
 
 // UserARN returns the ARN of an IAM user in this account.

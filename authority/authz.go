@@ -30,6 +30,7 @@ type Env struct {
 // their groups') for acc. It returns the decision and, unless the decision
 // is Allow, a KindDenied error in AWS's words.
 func (a *Authority) Authorize(ctx context.Context, p *Principal, acc Access, env Env) (policy.Decision, error) {
+	env.MFA = env.MFA || p.MFA
 	d, err := a.decide(ctx, p.User, acc, env)
 	if err != nil {
 		return d, err

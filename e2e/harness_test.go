@@ -319,10 +319,19 @@ func readCredentials(t *testing.T, path string) (id, secret string) {
 // returns its stdout, stderr and exit status.
 func postern(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return posternIn(t, env, "", args...)
+}
+
+// posternIn is postern with stdin ("": none).
+func posternIn(t *testing.T, env map[string]string, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, posternBin, args...)
 	cmd.Env = cleanEnv(t.TempDir(), env)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

@@ -31,6 +31,7 @@ import (
 	"github.com/postern-dev/postern/atomicfile"
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/authority"
+	"github.com/postern-dev/postern/console"
 	"github.com/postern-dev/postern/endpointproto"
 	"github.com/postern-dev/postern/keyfile"
 	"github.com/postern-dev/postern/pki"
@@ -64,6 +65,9 @@ type Config struct {
 	Throttle       api.ThrottleConfig
 	DigestInterval time.Duration // how often audit digests are signed
 	ShutdownGrace  time.Duration // how long in-flight requests may finish
+	// Console holds the web console's session lifetimes and sign-in
+	// limits (zero values: the console package's defaults).
+	Console ConsoleConfig
 	// DrainDelay keeps serving after SIGTERM with /readyz failing, so that a
 	// load balancer stops sending new requests before the listener closes.
 	DrainDelay time.Duration
@@ -72,6 +76,13 @@ type Config struct {
 	PushTimeout       time.Duration // how long a push waits for the agent (10 s)
 	HeartbeatInterval time.Duration // how often agents report in (20 s)
 	AgentTimeout      time.Duration // silence after which an instance is stopped (90 s)
+}
+
+// ConsoleConfig tunes console sign-in.
+type ConsoleConfig struct {
+	IdleTimeout time.Duration
+	Lifetime    time.Duration
+	Limits      console.Limits
 }
 
 // Defaults of the agent-related settings.
@@ -124,6 +135,8 @@ type Server struct {
 	ksk      ed25519.PrivateKey
 	hub      *agenthub.Hub
 	api      *api.Server
+	// console signs users in to the web console.
+	console *console.Server
 	// endpoints holds the control sessions of Instance Connect Endpoint
 	// processes.
 	endpoints *endpointHub
@@ -213,6 +226,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 	s.endpoints = newEndpointHub()
 	s.auth.OnEndpointChange(s.onEndpointChange)
 	mux.Handle("/", s.api)
+	s.console = console.New(console.Config{
+		Authority: s.auth, Trail: s.trail, Logger: logger,
+		IdleTimeout: cfg.Console.IdleTimeout, Lifetime: cfg.Console.Lifetime, Limits: cfg.Console.Limits,
+	})
+	mux.Handle(console.Prefix+"/api/", s.console.Handler())
 	mux.HandleFunc("POST "+endpointproto.JoinPath, s.handleEndpointJoin)
 	mux.HandleFunc("GET "+endpointproto.ControlPath, s.handleEndpointControl)
 	mux.HandleFunc("POST "+endpointproto.AuthorizePath, s.handleEndpointAuthorize)

@@ -132,7 +132,7 @@ func groupRunner(group string, subs func() []subcommand) func(context.Context, *
 		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 			fmt.Fprintf(m.Stdout, "Usage: postern %s <verb> [flags]\n\nVerbs:\n", group)
 			for _, s := range list {
-				fmt.Fprintf(m.Stdout, "  %-10s %s\n", s.name, s.summary)
+				fmt.Fprintf(m.Stdout, "  %-12s %s\n", s.name, s.summary)
 			}
 			fmt.Fprintf(m.Stdout, "\nRun 'postern %s <verb> --help' for flags and an example.\n", group)
 			if len(args) == 0 {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/postern-dev/postern/api"
+	"github.com/postern-dev/postern/console"
 	"github.com/postern-dev/postern/server"
 )
 
@@ -34,6 +35,9 @@ type ServerConfig struct {
 	LogFormat      string   `json:"logFormat"`
 	KeyLifetime    string   `json:"keyLifetime"`
 	AgentTimeout   string   `json:"agentTimeout"`
+	// Console sessions: idle timeout and absolute lifetime.
+	ConsoleIdleTimeout string `json:"consoleIdleTimeout"`
+	ConsoleLifetime    string `json:"consoleLifetime"`
 }
 
 // DefaultServerConfig returns the defaults of DESIGN.md.
@@ -52,6 +56,9 @@ func (m *Main) DefaultServerConfig() ServerConfig {
 		LogFormat:      "text",
 		KeyLifetime:    server.DefaultKeyLifetime.String(),
 		AgentTimeout:   server.DefaultAgentTimeout.String(),
+
+		ConsoleIdleTimeout: console.DefaultIdleTimeout.String(),
+		ConsoleLifetime:    console.DefaultLifetime.String(),
 	}
 }
 
@@ -88,6 +95,12 @@ func (c ServerConfig) Validate() (server.Config, *slog.HandlerOptions, error) {
 	}
 	if out.AgentTimeout, err = time.ParseDuration(c.AgentTimeout); err != nil || out.AgentTimeout < 4*time.Second {
 		return out, nil, fmt.Errorf("agent timeout %q: must be a duration of at least 4s", c.AgentTimeout)
+	}
+	if out.Console.IdleTimeout, err = time.ParseDuration(c.ConsoleIdleTimeout); err != nil || out.Console.IdleTimeout < time.Second {
+		return out, nil, fmt.Errorf("console idle timeout %q: must be a duration of at least 1s", c.ConsoleIdleTimeout)
+	}
+	if out.Console.Lifetime, err = time.ParseDuration(c.ConsoleLifetime); err != nil || out.Console.Lifetime < time.Second {
+		return out, nil, fmt.Errorf("console lifetime %q: must be a duration of at least 1s", c.ConsoleLifetime)
 	}
 	switch {
 	case c.DataDir == "":
@@ -149,6 +162,8 @@ func runServer(ctx context.Context, m *Main, args []string) error {
 	fs.StringVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, "after SIGTERM, keep serving this long with /readyz failing (behind a load balancer: a few seconds)")
 	fs.StringVar(&cfg.KeyLifetime, "key-lifetime", cfg.KeyLifetime, "how long a pushed SSH public key stays usable")
 	fs.StringVar(&cfg.AgentTimeout, "agent-timeout", cfg.AgentTimeout, "how long an agent may be silent before its instance is marked stopped")
+	fs.StringVar(&cfg.ConsoleIdleTimeout, "console-idle-timeout", cfg.ConsoleIdleTimeout, "a web console session unused this long ends")
+	fs.StringVar(&cfg.ConsoleLifetime, "console-lifetime", cfg.ConsoleLifetime, "a web console session this old ends, however active")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
 	if err := fs.parse(args, false); err != nil {
@@ -196,21 +211,23 @@ func applyConfigFile(fs *flag.FlagSet, path string, cfg *ServerConfig) error {
 	}
 	// Restore what the command line said.
 	for name, dst := range map[string]func(){
-		"listen":          func() { cfg.Listen = flagged.Listen },
-		"data-dir":        func() { cfg.DataDir = flagged.DataDir },
-		"region":          func() { cfg.Region = flagged.Region },
-		"store":           func() { cfg.Store = flagged.Store },
-		"tls-cert":        func() { cfg.TLSCert = flagged.TLSCert },
-		"tls-key":         func() { cfg.TLSKey = flagged.TLSKey },
-		"throttle-rate":   func() { cfg.ThrottleRate = flagged.ThrottleRate },
-		"throttle-burst":  func() { cfg.ThrottleBurst = flagged.ThrottleBurst },
-		"digest-interval": func() { cfg.DigestInterval = flagged.DigestInterval },
-		"shutdown-grace":  func() { cfg.ShutdownGrace = flagged.ShutdownGrace },
-		"log-level":       func() { cfg.LogLevel = flagged.LogLevel },
-		"log-format":      func() { cfg.LogFormat = flagged.LogFormat },
-		"key-lifetime":    func() { cfg.KeyLifetime = flagged.KeyLifetime },
-		"drain-delay":     func() { cfg.DrainDelay = flagged.DrainDelay },
-		"agent-timeout":   func() { cfg.AgentTimeout = flagged.AgentTimeout },
+		"listen":               func() { cfg.Listen = flagged.Listen },
+		"data-dir":             func() { cfg.DataDir = flagged.DataDir },
+		"region":               func() { cfg.Region = flagged.Region },
+		"store":                func() { cfg.Store = flagged.Store },
+		"tls-cert":             func() { cfg.TLSCert = flagged.TLSCert },
+		"tls-key":              func() { cfg.TLSKey = flagged.TLSKey },
+		"throttle-rate":        func() { cfg.ThrottleRate = flagged.ThrottleRate },
+		"throttle-burst":       func() { cfg.ThrottleBurst = flagged.ThrottleBurst },
+		"digest-interval":      func() { cfg.DigestInterval = flagged.DigestInterval },
+		"shutdown-grace":       func() { cfg.ShutdownGrace = flagged.ShutdownGrace },
+		"log-level":            func() { cfg.LogLevel = flagged.LogLevel },
+		"log-format":           func() { cfg.LogFormat = flagged.LogFormat },
+		"key-lifetime":         func() { cfg.KeyLifetime = flagged.KeyLifetime },
+		"drain-delay":          func() { cfg.DrainDelay = flagged.DrainDelay },
+		"agent-timeout":        func() { cfg.AgentTimeout = flagged.AgentTimeout },
+		"console-idle-timeout": func() { cfg.ConsoleIdleTimeout = flagged.ConsoleIdleTimeout },
+		"console-lifetime":     func() { cfg.ConsoleLifetime = flagged.ConsoleLifetime },
 	} {
 		if set[name] {
 			dst()

@@ -17,7 +17,10 @@ func userCommands() []subcommand {
 		{"create", "create users", apiRunner(runUserCreate)},
 		{"list", "list users", apiRunner(runUserList)},
 		{"get", "show users", apiRunner(runUserGet)},
-		{"delete", "delete users (they must have no keys, policies or groups)", apiRunner(runUserDelete)},
+		{"delete", "delete users (they must have no keys, policies, groups, console password or MFA)", apiRunner(runUserDelete)},
+		{"set-password", "set or change a user's web console password", apiRunner(runUserSetPassword)},
+		{"enable-mfa", "give a user a TOTP second factor for the console", apiRunner(runUserEnableMFA)},
+		{"disable-mfa", "remove a user's TOTP second factor", apiRunner(runUserDisableMFA)},
 	}
 }
 

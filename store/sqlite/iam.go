@@ -118,12 +118,17 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 			{`SELECT 1 FROM access_keys WHERE user_name = ? LIMIT 1`, "user %q has access keys; delete them first"},
 			{`SELECT 1 FROM user_policies WHERE user_name = ? LIMIT 1`, "user %q has inline policies; delete them first"},
 			{`SELECT 1 FROM group_members WHERE user_name = ? LIMIT 1`, "user %q is a member of groups; remove it from them first"},
+			{`SELECT 1 FROM login_profiles WHERE user_name = ?`, "user %q has a login profile (console password); delete it first"},
+			{`SELECT 1 FROM mfa_devices WHERE user_name = ?`, "user %q has an MFA device; deactivate it first"},
 		} {
 			if ok, err := exists(ctx, tx, dep.query, name); err != nil {
 				return err
 			} else if ok {
 				return postern.Conflictf(dep.msg, name)
 			}
+		}
+		if err := endSessions(ctx, tx, name); err != nil {
+			return err
 		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
 		return err
