@@ -102,6 +102,18 @@ type Store interface {
 	// DeleteConsoleSession ends a session; an unknown id is not an error.
 	DeleteConsoleSession(ctx context.Context, idHash []byte) error
 
+	// CreateRecording indexes a new session recording (KindExists when
+	// the id is taken). The user need not exist: recordings outlive users.
+	CreateRecording(ctx context.Context, r *Recording) error
+	// FinishRecording records how a recording ended; an unknown id is
+	// KindNotFound, one finished already KindConflict.
+	FinishRecording(ctx context.Context, id string, end RecordingEnd) error
+	GetRecording(ctx context.Context, id string) (*Recording, error)
+	// ListRecordings returns recordings matching f, newest first, and the
+	// token of the next page ("" after the last); a token that is not
+	// one ListRecordings returned is KindInvalid.
+	ListRecordings(ctx context.Context, f RecordingFilter) ([]Recording, string, error)
+
 	CreateVPC(ctx context.Context, v *VPC) error
 	GetVPC(ctx context.Context, id string) (*VPC, error)
 	// ListVPCs returns the VPCs with the given ids (all when ids is empty);

@@ -242,6 +242,8 @@ func resourceType(arn string) string {
 		return "AWS::IAM::MFADevice"
 	case strings.Contains(arn, ":instance-connect-endpoint/"):
 		return "AWS::EC2::InstanceConnectEndpoint"
+	case strings.Contains(arn, ":recording/"):
+		return "Postern::Console::Recording"
 	}
 	return ""
 }
@@ -254,7 +256,7 @@ func (c *call) record(callErr error) error {
 		EventName:           c.opName,
 		AWSRegion:           cfg.Region,
 		SourceIPAddress:     c.env.SourceIP.String(),
-		UserAgent:           truncate(c.r.UserAgent(), 512),
+		UserAgent:           truncate(c.env.UserAgent, 512),
 		RequestParameters:   c.params,
 		ResponseElements:    c.response,
 		AdditionalEventData: c.extra,

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/ed25519"
+	"net/http"
 	"regexp"
 	"time"
 
@@ -56,30 +57,84 @@ type sendSSHPublicKeyRequest struct {
 }
 
 func sendSSHPublicKey(c *call) (any, error) {
-	kp := c.s.cfg.KeyPush
 	var req sendSSHPublicKeyRequest
 	if err := c.decodeJSON(&req); err != nil {
 		return nil, err
 	}
+	if err := c.pushKey(req); err != nil {
+		return nil, err
+	}
+	return struct {
+		RequestID string `json:"RequestId"`
+		Success   bool
+	}{c.id, true}, nil
+}
+
+// ConsoleUserAgent is the userAgent of the audit records of calls the web
+// console makes on a signed-in user's behalf.
+const ConsoleUserAgent = "postern-console"
+
+// PushKeyAs is SendSSHPublicKey called by the server itself on behalf of
+// p, a signed-in console user: the same validation, policy evaluation
+// (env carries the user's source address) and delivery, audited as the
+// user with userAgent ConsoleUserAgent and invokedBy in
+// additionalEventData. It returns the request id; an error is a
+// *postern.Error with the operation's code.
+func (s *Server) PushKeyAs(ctx context.Context, p *authority.Principal, env authority.Env, instanceID, osUser, publicKey string) (string, error) {
+	svc := s.services[ec2InstanceConnectTarget]
+	if svc == nil {
+		return "", postern.CodedErrorf(postern.KindUnavailable, "ServiceException", "This server does not push keys")
+	}
+	env.UserAgent = ConsoleUserAgent
+	if env.Time.IsZero() {
+		env.Time = s.now()
+	}
+	c := &call{
+		s: s, ctx: ctx, start: env.Time, id: newRequestID(), svc: svc,
+		opName: "SendSSHPublicKey", op: svc.ops["SendSSHPublicKey"], principal: p, env: env,
+		params: map[string]any{"InstanceId": instanceID, "InstanceOSUser": osUser, "SSHPublicKey": publicKey},
+	}
+	err := c.pushKey(sendSSHPublicKeyRequest{InstanceID: instanceID, InstanceOSUser: osUser, SSHPublicKey: publicKey})
+	if c.extra == nil {
+		c.extra = map[string]any{}
+	}
+	c.extra["invokedBy"] = ConsoleUserAgent
+	if aerr := c.record(err); aerr != nil {
+		s.log.Error("audit write failed; failing the console key push", "request_id", c.id, "err", aerr)
+		s.cfg.Metrics.auditFailures.Inc()
+		return c.id, postern.Internal(aerr, "audit write failed")
+	}
+	status := http.StatusOK
+	if err != nil {
+		status = toWire(protoJSON, err).Status
+	}
+	s.cfg.Metrics.observe(c, status, err)
+	return c.id, err
+}
+
+// pushKey validates req, authorizes it for the caller, signs the key
+// record and delivers it, waiting for the agent's acknowledgement.
+func (c *call) pushKey(req sendSSHPublicKeyRequest) error {
+	kp := c.s.cfg.KeyPush
 	switch {
 	case len(req.InstanceID) < 10 || len(req.InstanceID) > 32 || !eicInstanceID.MatchString(req.InstanceID):
-		return nil, eicInvalid("InstanceId %q is not an instance id (i- followed by hexadecimal digits, 10 to 32 characters)", truncate(req.InstanceID, 40))
+		return eicInvalid("InstanceId %q is not an instance id (i- followed by hexadecimal digits, 10 to 32 characters)", truncate(req.InstanceID, 40))
 	case req.InstanceOSUser == "":
-		return nil, eicInvalid("InstanceOSUser is required")
+		return eicInvalid("InstanceOSUser is required")
 	case len(req.InstanceOSUser) > 32 || !osUserPattern.MatchString(req.InstanceOSUser):
-		return nil, eicInvalid("InstanceOSUser %q is not a valid Linux user name", truncate(req.InstanceOSUser, 40))
+		return eicInvalid("InstanceOSUser %q is not a valid Linux user name", truncate(req.InstanceOSUser, 40))
 	}
 	key, err := sshkey.Parse(req.SSHPublicKey)
 	if err != nil {
 		// Whatever was sent may be a private key pasted by mistake: it
 		// must not reach the audit trail.
 		c.params["SSHPublicKey"] = audit.Redacted
-		return nil, err
+		return err
 	}
 	arn := c.s.auth.EC2ARN("instance", req.InstanceID)
 	inst, lookupErr := c.s.auth.Store().GetInstance(c.ctx, req.InstanceID)
 	if lookupErr != nil && !postern.IsKind(lookupErr, postern.KindNotFound) {
-		return nil, lookupErr
+		return lookupErr
 	}
 	keys := map[string][]string{"ec2:osuser": {req.InstanceOSUser}}
 	if inst != nil {
@@ -91,13 +146,13 @@ func sendSSHPublicKey(c *call) (any, error) {
 	// Authorize before saying whether the instance exists: a caller with
 	// no rights learns nothing about the inventory.
 	if err := c.authorize("ec2-instance-connect:SendSSHPublicKey", arn, keys); err != nil {
-		return nil, err
+		return err
 	}
 	if inst == nil {
-		return nil, postern.CodedErrorf(postern.KindNotFound, "EC2InstanceNotFoundException", "Instance %s was not found", req.InstanceID)
+		return postern.CodedErrorf(postern.KindNotFound, "EC2InstanceNotFoundException", "Instance %s was not found", req.InstanceID)
 	}
 	if inst.State != postern.InstanceRunning && inst.State != postern.InstancePending {
-		return nil, postern.CodedErrorf(postern.KindConflict, "EC2InstanceStateInvalidException", "Instance %s is %s; keys can be pushed only to running instances", inst.ID, inst.State)
+		return postern.CodedErrorf(postern.KindConflict, "EC2InstanceStateInvalidException", "Instance %s is %s; keys can be pushed only to running instances", inst.ID, inst.State)
 	}
 	now := c.s.now().UTC()
 	rec := keyrecord.Record{
@@ -106,19 +161,16 @@ func sendSSHPublicKey(c *call) (any, error) {
 	}
 	signed, err := keyrecord.Sign(rec, kp.Signer)
 	if err != nil {
-		return nil, postern.Internal(err, "cannot sign the key record")
+		return postern.Internal(err, "cannot sign the key record")
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, kp.Timeout)
 	defer cancel()
 	if err := kp.Pusher.Push(ctx, inst.ID, signed); err != nil {
 		c.s.log.Warn("key push failed", "request_id", c.id, "instance", inst.ID, "err", err)
-		return nil, postern.CodedErrorf(postern.KindUnavailable, "EC2InstanceUnavailableException",
+		return postern.CodedErrorf(postern.KindUnavailable, "EC2InstanceUnavailableException",
 			"The agent of instance %s did not confirm the key in time; it may be offline. Nothing was installed.", inst.ID)
 	}
 	c.extra["keyExpiresAt"] = rec.ExpiresAt.Format(time.RFC3339)
 	c.response = map[string]any{"success": true}
-	return struct {
-		RequestID string `json:"RequestId"`
-		Success   bool
-	}{c.id, true}, nil
+	return nil
 }

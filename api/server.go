@@ -12,6 +12,7 @@ import (
 
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/authority"
+	"github.com/postern-dev/postern/recording"
 )
 
 // DefaultMaxBody is the largest request body accepted (1 MiB).
@@ -31,6 +32,9 @@ type Config struct {
 	// KeyPush enables SendSSHPublicKey; without a Pusher the operation
 	// is not offered.
 	KeyPush KeyPush
+	// Recordings reads the console's session recordings for
+	// GetRecordingContent; nil: the server keeps none.
+	Recordings *recording.Recorder
 }
 
 // Server is the http.Handler for the AWS-compatible API.

@@ -34,7 +34,8 @@ func (s *Server) trailService() *service {
 }
 
 // posternService serves what AWS has no API for: the raw, hash-chained
-// trail and its signed digests, for `postern audit verify` and `export`.
+// trail and its signed digests, for `postern audit verify` and `export`,
+// and the console's session recordings.
 func (s *Server) posternService() *service {
 	return &service{
 		key: posternTarget, proto: protoJSON, signingName: "postern",
@@ -44,6 +45,9 @@ func (s *Server) posternService() *service {
 			"ListAuditDigests":       {readOnly: true, handle: listAuditDigests},
 			"GetAuditPublicKey":      {readOnly: true, handle: getAuditPublicKey},
 			"GetInstanceConnectInfo": {readOnly: true, handle: getInstanceConnectInfo},
+			"ListRecordings":         {readOnly: true, handle: listRecordings},
+			"GetRecording":           {readOnly: true, handle: getRecording},
+			"GetRecordingContent":    {readOnly: true, handle: getRecordingContent},
 		},
 	}
 }

@@ -170,11 +170,14 @@ var errCrossSite = postern.CodedErrorf(postern.KindDenied, "CrossSiteRequestRefu
 // RequireSameOrigin refuses (and audits) a request that changes state
 // unless the browser says it comes from the console's own origin:
 // Sec-Fetch-Site: same-origin, or an Origin equal to https://<Host>.
-// GET, HEAD and OPTIONS pass.
+// GET, HEAD and OPTIONS pass, except WebSocket upgrades: a terminal is
+// as powerful as any change.
 func (s *Server) RequireSameOrigin(r *http.Request) error {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
-		return nil
+		if !isWebSocketUpgrade(r) {
+			return nil
+		}
 	}
 	if SameOrigin(r) {
 		return nil
@@ -475,3 +478,15 @@ func humanSeconds(n int) string {
 	}
 	return fmt.Sprintf("%d minutes", (n+59)/60)
 }
+
+func isWebSocketUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// WriteError answers err as the console API does: {"error", "message"}
+// with the status of its kind.
+func WriteError(w http.ResponseWriter, err error) { writeError(w, err) }
+
+// SourceIP is the address a console request came from, as the audit
+// records of the console show it.
+func SourceIP(r *http.Request) netip.Addr { return sourceIP(r) }

@@ -32,9 +32,11 @@ import (
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/authority"
 	"github.com/postern-dev/postern/console"
+	"github.com/postern-dev/postern/consoleterm"
 	"github.com/postern-dev/postern/endpointproto"
 	"github.com/postern-dev/postern/keyfile"
 	"github.com/postern-dev/postern/pki"
+	"github.com/postern-dev/postern/recording"
 	"github.com/postern-dev/postern/seal"
 	"github.com/postern-dev/postern/store/sqlite"
 )
@@ -137,6 +139,8 @@ type Server struct {
 	api      *api.Server
 	// console signs users in to the web console.
 	console *console.Server
+	// recorder records console terminal sessions under the data dir.
+	recorder *recording.Recorder
 	// endpoints holds the control sessions of Instance Connect Endpoint
 	// processes.
 	endpoints *endpointHub
@@ -217,10 +221,12 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.recorder = recording.New(filepath.Join(cfg.DataDir, recording.DirName), s.store)
 	s.api = api.New(api.Config{
 		Authority: s.auth, Trail: s.trail, AuditKey: auditPub, Logger: logger,
 		Metrics: api.NewMetrics(reg), Throttle: cfg.Throttle,
-		KeyPush: api.KeyPush{Pusher: s.hub, Signer: s.ksk, Lifetime: cfg.KeyLifetime, Timeout: cfg.PushTimeout},
+		KeyPush:    api.KeyPush{Pusher: s.hub, Signer: s.ksk, Lifetime: cfg.KeyLifetime, Timeout: cfg.PushTimeout},
+		Recordings: s.recorder,
 	})
 	mux := http.NewServeMux()
 	s.endpoints = newEndpointHub()
@@ -231,6 +237,16 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 		IdleTimeout: cfg.Console.IdleTimeout, Lifetime: cfg.Console.Lifetime, Limits: cfg.Console.Limits,
 	})
 	mux.Handle(console.Prefix+"/api/", s.console.Handler())
+	mux.Handle("GET "+consoleterm.Path, consoleterm.New(consoleterm.Config{
+		Authority: s.auth, Trail: s.trail, Sessions: s.console, Pusher: s.api, Logger: logger,
+		Record: func(ctx context.Context, m consoleterm.RecordingMeta) (consoleterm.Recording, error) {
+			rs, err := s.recorder.Start(ctx, recording.Meta(m))
+			if err != nil {
+				return nil, err
+			}
+			return rs, nil
+		},
+	}))
 	mux.HandleFunc("POST "+endpointproto.JoinPath, s.handleEndpointJoin)
 	mux.HandleFunc("GET "+endpointproto.ControlPath, s.handleEndpointControl)
 	mux.HandleFunc("POST "+endpointproto.AuthorizePath, s.handleEndpointAuthorize)
@@ -256,6 +272,9 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 
 // Info returns how clients reach the server.
 func (s *Server) Info() Info { return s.info }
+
+// Recorder returns the recorder of console terminal sessions.
+func (s *Server) Recorder() *recording.Recorder { return s.recorder }
 
 // Serve answers requests until ctx is done, then drains: /readyz turns
 // false, no new connections are accepted, and in-flight requests get up to

@@ -42,6 +42,7 @@ func (b *syncBuffer) String() string {
 // testEnv is a running server and the environment that reaches it.
 type testEnv struct {
 	t       *testing.T
+	srv     *server.Server
 	dir     string
 	logs    *syncBuffer
 	secrets []string // every secret access key seen, for the leak checks
@@ -75,7 +76,7 @@ func startServer(t *testing.T) *testEnv {
 		}
 	})
 
-	e := &testEnv{t: t, dir: dir, logs: logs}
+	e := &testEnv{t: t, srv: srv, dir: dir, logs: logs}
 	out, errOut, code := e.run("env", "--data-dir", dir)
 	if code != 0 {
 		t.Fatalf("postern env: exit %d: %s", code, errOut)

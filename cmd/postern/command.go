@@ -48,6 +48,7 @@ func commands() []command {
 		{"ssh-config", "print the ssh_config block for ssh, scp, sftp, rsync", runSSHConfig},
 		{"tag", "tag instances, VPCs and subnets", groupRunner("tag", tagCommands)},
 		{"audit", "look up, verify and export the audit trail", groupRunner("audit", auditCommands)},
+		{"recording", "list and export recorded console sessions", groupRunner("recording", recordingCommands)},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -20,6 +20,8 @@
 //     EC2's DeleteTags does when no Tag parameter is given;
 //   - RegisterInstance never lets more instances in than an activation's
 //     limit, however many agents register at once;
+//   - recordings list newest first (by start time, then id) and page
+//     without skipping or repeating ties;
 //   - the audit chain is contiguous from 1 and linked by postern.ChainHash
 //     however many goroutines append at once.
 package storetest
@@ -59,6 +61,8 @@ func Run(t *testing.T, newStore func(t *testing.T) postern.Store) {
 		{"ConsoleSessions", testConsoleSessions},
 		{"ConsoleSessionsEnd", testConsoleSessionsEnd},
 		{"DeleteUserConsoleConflicts", testDeleteUserConsoleConflicts},
+		{"Recordings", testRecordings},
+		{"RecordingsList", testRecordingsList},
 		{"VPCs", testVPCs},
 		{"Subnets", testSubnets},
 		{"DeleteSubnetConflicts", testDeleteSubnetConflicts},
