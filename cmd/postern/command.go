@@ -108,15 +108,29 @@ Usage: postern <command> [flags]
 
 Commands:
 `)
+	var rows [][2]string
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
+		rows = append(rows, [2]string{c.name, c.summary})
 	}
+	printNamed(w, rows)
 	fmt.Fprint(w, `
 Run 'postern <command> --help' for a command's flags and an example.
 Client commands read the same settings as the AWS SDKs: AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL,
 AWS_CA_BUNDLE and ~/.aws/config; 'postern env' prints them for a server.
 `)
+}
+
+// printNamed prints name–summary rows of a help text, the summaries
+// aligned after the longest name.
+func printNamed(w io.Writer, rows [][2]string) {
+	width := 0
+	for _, r := range rows {
+		width = max(width, len(r[0]))
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, r[0], r[1])
+	}
 }
 
 // subcommand is one verb of a command group ("user create").
@@ -132,9 +146,11 @@ func groupRunner(group string, subs func() []subcommand) func(context.Context, *
 		list := subs()
 		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 			fmt.Fprintf(m.Stdout, "Usage: postern %s <verb> [flags]\n\nVerbs:\n", group)
+			var rows [][2]string
 			for _, s := range list {
-				fmt.Fprintf(m.Stdout, "  %-12s %s\n", s.name, s.summary)
+				rows = append(rows, [2]string{s.name, s.summary})
 			}
+			printNamed(m.Stdout, rows)
 			fmt.Fprintf(m.Stdout, "\nRun 'postern %s <verb> --help' for flags and an example.\n", group)
 			if len(args) == 0 {
 				return usagef("%s: missing verb", group)
