@@ -1,29 +1,18 @@
 package authority
 
 import (
-	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/postern-dev/postern"
 	"github.com/postern-dev/postern/password"
-	"github.com/postern-dev/postern/seal"
-	"github.com/postern-dev/postern/store/sqlite"
+	"github.com/postern-dev/postern/store/sqlite/sqlitetest"
 	"github.com/postern-dev/postern/totp"
 )
 
 func newTestAuthority(t *testing.T) *Authority {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "postern.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sealer, err := seal.New(make([]byte, seal.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, sealer := sqlitetest.Open(t)
 	cheap := password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 	return New(Config{Region: "us-east-1", Account: "123456789012", PasswordParams: cheap}, st, sealer, nil)
 }

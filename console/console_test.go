@@ -1,12 +1,10 @@
 package console
 
 import (
-	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,8 +14,7 @@ import (
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/authority"
 	"github.com/postern-dev/postern/password"
-	"github.com/postern-dev/postern/seal"
-	"github.com/postern-dev/postern/store/sqlite"
+	"github.com/postern-dev/postern/store/sqlite/sqlitetest"
 	"github.com/postern-dev/postern/totp"
 )
 
@@ -49,15 +46,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "postern.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sealer, err := seal.New(make([]byte, seal.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, sealer := sqlitetest.Open(t)
 	cheap := password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
 	auth := authority.New(authority.Config{Region: "us-east-1", Account: "123456789012", PasswordParams: cheap}, st, sealer, nil)
 	c := &clock{t: time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)}

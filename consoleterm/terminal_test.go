@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,8 +24,7 @@ import (
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/authority"
 	"github.com/postern-dev/postern/console"
-	"github.com/postern-dev/postern/seal"
-	"github.com/postern-dev/postern/store/sqlite"
+	"github.com/postern-dev/postern/store/sqlite/sqlitetest"
 )
 
 const testInstance = "i-0123456789abcdef0"
@@ -52,15 +50,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, keepAlive time.Duration) *fixture {
 	t.Helper()
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "postern.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	sealer, err := seal.New(make([]byte, seal.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, sealer := sqlitetest.Open(t)
 	auth := authority.New(authority.Config{Region: "us-east-1", Account: "123456789012"}, st, sealer, nil)
 	_, auditKey, _ := ed25519.GenerateKey(rand.Reader)
 	_, hk, _ := ed25519.GenerateKey(rand.Reader)
