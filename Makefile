@@ -8,11 +8,16 @@ HELPER_BIN  := bin/postern-authorized-keys
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build test unit lint fmt bench tools clean demo
+.PHONY: build test unit lint fmt bench tools clean demo web
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/postern
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(HELPER_BIN) ./cmd/postern-authorized-keys
+
+# The console's front end: web/src built by npm into web/dist, which is
+# committed and embedded (package web), so go build never needs npm.
+web:
+	cd web && npm ci && npm run build
 
 # The README's first command: server, agent and a demo instance in one
 # process, then a login through postern ssh. As root the instance is a real

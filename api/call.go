@@ -58,6 +58,9 @@ type call struct {
 
 	principal *authority.Principal
 	env       authority.Env
+	// console: the caller was authenticated by a console session
+	// (ServeAs), not by SigV4.
+	console bool
 
 	// Filled by handlers for the audit record.
 	params    map[string]any
@@ -75,12 +78,11 @@ func newCall(s *Server, w http.ResponseWriter, r *http.Request) *call {
 
 func (c *call) serve() {
 	err := c.decode()
-	if err == nil {
+	if err == nil && !c.console {
 		err = c.authenticate()
 	}
-	if err == nil && !c.s.throttle.allow(c.principal.AccessKeyID, c.start) {
-		c.s.cfg.Metrics.throttled.Inc()
-		err = postern.CodedErrorf(postern.KindThrottled, "ThrottlingException", "Rate exceeded for access key %s", c.principal.AccessKeyID)
+	if err == nil {
+		err = c.throttled()
 	}
 	var resp any
 	if err == nil {
@@ -189,6 +191,20 @@ func (c *call) pickService() {
 	}
 }
 
+// throttled takes a token from the caller's bucket: one per access key,
+// and one per user for console sessions, which have no key.
+func (c *call) throttled() error {
+	key, what := c.principal.AccessKeyID, "access key "+c.principal.AccessKeyID
+	if c.console {
+		key, what = "console:"+c.principal.User.Name, "console user "+c.principal.User.Name
+	}
+	if c.s.throttle.allow(key, c.start) {
+		return nil
+	}
+	c.s.cfg.Metrics.throttled.Inc()
+	return postern.CodedErrorf(postern.KindThrottled, "ThrottlingException", "Rate exceeded for %s", what)
+}
+
 func (c *call) authenticate() error {
 	p, err := c.s.auth.Authenticate(c.ctx, c.r, c.body, c.svc.signingName)
 	if err != nil {
@@ -271,6 +287,16 @@ func (c *call) record(callErr error) error {
 	}
 	if c.svc != nil {
 		ev.EventSource = c.svc.eventSource
+	}
+	if c.console {
+		// Said the same way on every record, whatever the handler noted.
+		extra := make(map[string]any, len(c.extra)+2)
+		for k, v := range c.extra {
+			extra[k] = v
+		}
+		extra["sessionType"] = "console"
+		extra["mfaAuthenticated"] = c.env.MFA
+		ev.AdditionalEventData = extra
 	}
 	if c.principal != nil {
 		ev.UserIdentity = audit.UserIdentity{

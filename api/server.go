@@ -84,3 +84,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := newCall(s, w, r)
 	c.serve()
 }
+
+// ServeAs answers one AWS API request made by p, whom the caller has
+// authenticated some other way (a console session): the same decoding,
+// throttling (per user, as "console:"+name), policy evaluation, operation,
+// audit record and AWS-shaped answer as ServeHTTP, without SigV4. env's
+// zero fields are taken from r; env.MFA or p.MFA sets
+// aws:MultiFactorAuthPresent. The audit record names the user with no
+// access key and has additionalEventData.sessionType "console".
+func (s *Server) ServeAs(w http.ResponseWriter, r *http.Request, p *authority.Principal, env authority.Env) {
+	c := newCall(s, w, r)
+	if env.SourceIP.IsValid() {
+		c.env.SourceIP = env.SourceIP
+	}
+	if env.UserAgent != "" {
+		c.env.UserAgent = env.UserAgent
+	}
+	if !env.Time.IsZero() {
+		c.env.Time = env.Time
+	}
+	c.env.MFA = env.MFA || p.MFA
+	c.principal, c.console = p, true
+	c.serve()
+}

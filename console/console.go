@@ -155,7 +155,9 @@ func cookieHash(r *http.Request) ([]byte, bool) {
 	if err != nil {
 		return nil, false
 	}
-	id, err := base64.RawURLEncoding.DecodeString(c.Value)
+	// Strict: a cookie differing only in the last character's unused
+	// bits must not name the same session.
+	id, err := base64.RawURLEncoding.Strict().DecodeString(c.Value)
 	if err != nil || len(id) != 32 {
 		return nil, false
 	}

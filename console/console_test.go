@@ -2,6 +2,7 @@ package console
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -428,4 +429,24 @@ func TestBadRequests(t *testing.T) {
 	f.do(http.MethodPost, SignInPath, signInBody("alice", "x", ""), nil, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}).
 		want(t, http.StatusBadRequest, "UnsupportedMediaType")
 	f.do(http.MethodPost, SignInPath, `{"user":"`+strings.Repeat("a", 20000)+`"}`, nil, nil).want(t, http.StatusBadRequest, "InvalidRequest")
+}
+
+// TestCookieMustBeCanonical: a session cookie that differs only in the
+// unused bits of its last base64 character is not the same cookie.
+func TestCookieMustBeCanonical(t *testing.T) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	id := make([]byte, 32)
+	for i := range id {
+		id[i] = byte(i * 7)
+	}
+	canonical := base64.RawURLEncoding.EncodeToString(id)
+	last := strings.IndexByte(alphabet, canonical[len(canonical)-1])
+	variant := canonical[:len(canonical)-1] + string(alphabet[last+1]) // same 4 data bits, a stray unused bit
+	for v, want := range map[string]bool{canonical: true, variant: false} {
+		r := httptest.NewRequest(http.MethodGet, SessionPath, nil)
+		r.AddCookie(&http.Cookie{Name: CookieName, Value: v})
+		if _, ok := cookieHash(r); ok != want {
+			t.Errorf("cookie %q accepted = %v, want %v", v, ok, want)
+		}
+	}
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/postern-dev/postern/recording"
 	"github.com/postern-dev/postern/seal"
 	"github.com/postern-dev/postern/store/sqlite"
+	"github.com/postern-dev/postern/web"
 )
 
 // Files in the data directory.
@@ -237,6 +238,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 		IdleTimeout: cfg.Console.IdleTimeout, Lifetime: cfg.Console.Lifetime, Limits: cfg.Console.Limits,
 	})
 	mux.Handle(console.Prefix+"/api/", s.console.Handler())
+	mux.Handle(console.AWSPath, s.console.AWSHandler(s.api))
+	mux.Handle(console.Prefix+"/", console.Pages(web.FS()))
 	mux.Handle("GET "+consoleterm.Path, consoleterm.New(consoleterm.Config{
 		Authority: s.auth, Trail: s.trail, Sessions: s.console, Pusher: s.api, Logger: logger,
 		Record: func(ctx context.Context, m consoleterm.RecordingMeta) (consoleterm.Recording, error) {
