@@ -17,7 +17,9 @@ import (
 // NonceMeta is the name of the <meta> element the index page carries with
 // its response's CSP nonce, for scripts that create <style> elements
 // (xterm.js does) to stamp on them: style-src allows 'self' and that
-// nonce, never 'unsafe-inline'.
+// nonce, never inline <style> elements. Inline style attributes are
+// allowed (style-src-attr): xterm.js colours 24-bit and minimum-contrast
+// text with them, and an attribute can restyle but never run code.
 const NonceMeta = "csp-nonce"
 
 // page is one file of the built console, read once.
@@ -142,7 +144,7 @@ func csp(r *http.Request, nonce string) string {
 		connect += " wss://" + r.Host
 	}
 	return strings.Join([]string{
-		"default-src 'none'", "script-src 'self'", style, connect,
+		"default-src 'none'", "script-src 'self'", style, "style-src-attr 'unsafe-inline'", connect,
 		"img-src 'self' data:", "font-src 'self' data:", "manifest-src 'self'",
 		"base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
 	}, "; ")
