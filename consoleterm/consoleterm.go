@@ -87,6 +87,11 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// Dial connects to instances; nil: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// AllowLoopback lets the console dial an instance that reports a
+	// loopback address. Only `postern dev` sets it, whose demo instance
+	// lives on the server's own host; elsewhere an agent reporting
+	// 127.0.0.1 must not make the server connect to itself.
+	AllowLoopback bool
 }
 
 // Server serves the terminal WebSocket.

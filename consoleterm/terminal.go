@@ -112,7 +112,7 @@ func (t *terminal) connect(ctx context.Context) (*ssh.Client, *failure) {
 			inst.ID, why)}
 	}
 	addr, err := netip.ParseAddr(inst.PrivateIP)
-	if err != nil || addr.IsLoopback() || addr.IsUnspecified() || addr.IsLinkLocalUnicast() || addr.IsMulticast() {
+	if err != nil || addr.IsLoopback() && !cfg.AllowLoopback || addr.IsUnspecified() || addr.IsLinkLocalUnicast() || addr.IsMulticast() {
 		return nil, unreachable(fmt.Sprintf("its agent reported no usable private address (%q)", truncate(inst.PrivateIP, 64)))
 	}
 	port := inst.SSHPort

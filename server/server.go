@@ -79,6 +79,11 @@ type Config struct {
 	PushTimeout       time.Duration // how long a push waits for the agent (10 s)
 	HeartbeatInterval time.Duration // how often agents report in (20 s)
 	AgentTimeout      time.Duration // silence after which an instance is stopped (90 s)
+
+	// ConsoleDialLoopback lets console terminals reach instances at a
+	// loopback address: for `postern dev` only, whose demo instance runs on
+	// this host.
+	ConsoleDialLoopback bool
 }
 
 // ConsoleConfig tunes console sign-in.
@@ -242,6 +247,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 	mux.Handle(console.Prefix+"/", console.Pages(web.FS()))
 	mux.Handle("GET "+consoleterm.Path, consoleterm.New(consoleterm.Config{
 		Authority: s.auth, Trail: s.trail, Sessions: s.console, Pusher: s.api, Logger: logger,
+		AllowLoopback: cfg.ConsoleDialLoopback,
 		Record: func(ctx context.Context, m consoleterm.RecordingMeta) (consoleterm.Recording, error) {
 			rs, err := s.recorder.Start(ctx, recording.Meta(m))
 			if err != nil {

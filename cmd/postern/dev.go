@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -70,6 +72,8 @@ func runDev(ctx context.Context, m *Main, args []string) error {
 	srv, err := server.Open(ctx, server.Config{
 		Listen: *listen, DataDir: filepath.Join(dir, "server"), Region: "us-east-1", Store: "sqlite",
 		DigestInterval: time.Minute, ShutdownGrace: 5 * time.Second,
+		// The demo instance lives on this host, at 127.0.0.1.
+		ConsoleDialLoopback: true,
 	}, logger, func(string) {})
 	if err != nil {
 		return err
@@ -115,8 +119,12 @@ func runDev(ctx context.Context, m *Main, args []string) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("the demo login failed: %w", err)
 	}
-	fmt.Fprintf(m.Stdout, "\nPostern API (and console, later): %s\nPoint AWS tools and postern at it with:\n  eval \"$(%s env --data-dir %s)\"\nThen try: %s   |   aws ec2 describe-instances\nServing until Ctrl-C.\n",
-		info.URL, self, filepath.Join(dir, "server"), try)
+	consolePassword, err := setDevConsolePassword(ctx, self, env)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "\nPostern API: %s\nConsole: %s/console/ (sign in as admin, password %s; this demo's only, the browser must trust %s)\nPoint AWS tools and postern at it with:\n  eval \"$(%s env --data-dir %s)\"\nThen try: %s   |   aws ec2 describe-instances\nServing until Ctrl-C.\n",
+		info.URL, info.URL, consolePassword, info.CABundle, self, filepath.Join(dir, "server"), try)
 	select {
 	case <-ctx.Done():
 	case err := <-served:
@@ -450,4 +458,21 @@ func helperAccount() (string, int, int, error) {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return name, uid, gid, nil
+}
+
+// setDevConsolePassword gives the demo's admin a fresh random console
+// password and returns it: the demo prints it once, like the admin's key
+// in admin.credentials, and it dies with the demo's data.
+func setDevConsolePassword(ctx context.Context, self string, env []string) (string, error) {
+	b := make([]byte, 18)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	pw := base64.RawURLEncoding.EncodeToString(b)
+	cmd := exec.CommandContext(ctx, self, "user", "set-password", "--password-stdin", "admin")
+	cmd.Env, cmd.Stdin = env, strings.NewReader(pw+"\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("setting the demo's console password: %v: %s", err, out)
+	}
+	return pw, nil
 }
