@@ -76,10 +76,17 @@ func dialError(ctx context.Context, target netip.AddrPort, timeout time.Duration
 	if errors.As(err, &pe) {
 		return pe // refused by the control hook
 	}
-	if ctx.Err() != nil {
+	// The dialer stops at the context's deadline on its own timer, which
+	// may fire a moment before the context's: a passed deadline counts as
+	// the context's end too.
+	cause := context.Cause(ctx)
+	if dl, ok := ctx.Deadline(); cause == nil && ok && !time.Now().Before(dl) {
+		cause = context.DeadlineExceeded
+	}
+	if cause != nil {
 		return &postern.Error{Kind: postern.KindUnavailable,
 			Message: fmt.Sprintf("connecting to target %s was abandoned", target),
-			Err:     fmt.Errorf("%w (%w)", context.Cause(ctx), err)}
+			Err:     fmt.Errorf("%w (%w)", cause, err)}
 	}
 	var msg string
 	switch {
