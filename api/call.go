@@ -71,7 +71,7 @@ type call struct {
 
 func newCall(s *Server, w http.ResponseWriter, r *http.Request) *call {
 	c := &call{s: s, w: w, r: r, ctx: r.Context(), start: s.now(), id: newRequestID()}
-	c.env = authority.Env{SourceIP: sourceIP(r), UserAgent: r.UserAgent(), Time: c.start}
+	c.env = authority.Env{SourceIP: SourceIP(r), UserAgent: r.UserAgent(), Time: c.start}
 	w.Header().Set("x-amzn-RequestId", c.id)
 	return c
 }
@@ -381,7 +381,9 @@ func queryParams(form url.Values) map[string]any {
 	return m
 }
 
-func sourceIP(r *http.Request) netip.Addr {
+// SourceIP is the address a request came from (IPv4-mapped addresses
+// unmapped), as audit records and aws:SourceIp see it.
+func SourceIP(r *http.Request) netip.Addr {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr

@@ -146,7 +146,7 @@ func (s *Server) AuthorizeTunnel(ctx context.Context, ep *postern.Endpoint, in e
 	r, err := tunnelHTTPRequest(ctx, in)
 	if err == nil {
 		c.r = r
-		c.env = authority.Env{SourceIP: sourceIP(r), UserAgent: r.UserAgent(), Time: c.start}
+		c.env = authority.Env{SourceIP: SourceIP(r), UserAgent: r.UserAgent(), Time: c.start}
 		var t *endpointproto.Tunnel
 		if t, err = c.openTunnel(ep); err == nil {
 			t.SourceIP = c.env.SourceIP.String()

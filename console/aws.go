@@ -17,12 +17,12 @@ type APIServer interface {
 }
 
 // AWSHandler answers POST AWSPath: any request the AWS API accepts (JSON
-// 1.1 with X-Amz-Target, or an EC2 or IAM Query form), run by api as the
+// 1.1 with X-Amz-Target, or an EC2 or IAM Query form), run by srv as the
 // signed-in user, under the user's policies, audited in their name. A
 // cross-site request is 403 CrossSiteRequestRefused and no session is 401
 // NotSignedIn, both in the console's JSON; everything after that is
-// answered by api in the AWS protocol's own shape.
-func (s *Server) AWSHandler(api APIServer) http.Handler {
+// answered by srv in the AWS protocol's own shape.
+func (s *Server) AWSHandler(srv APIServer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Cache-Control", "no-store")
@@ -42,8 +42,8 @@ func (s *Server) AWSHandler(api APIServer) http.Handler {
 			writeError(w, err)
 			return
 		}
-		api.ServeAs(w, r, p.Principal, authority.Env{
-			SourceIP: sourceIP(r), UserAgent: r.UserAgent(), Time: s.now(), MFA: p.MFA,
+		srv.ServeAs(w, r, p.Principal, authority.Env{
+			SourceIP: SourceIP(r), UserAgent: r.UserAgent(), Time: s.now(), MFA: p.MFA,
 		})
 	})
 }

@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"math"
 	"mime"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -28,6 +27,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/api"
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/authority"
 )
@@ -241,7 +241,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	ip := sourceIP(r)
+	ip := api.SourceIP(r)
 	keys := []string{"user:" + truncate(req.User, 128), "ip:" + ip.String()}
 	ev := s.event(r, "ConsoleLogin")
 	ev.ResponseElements = map[string]any{"ConsoleLogin": "Failure"}
@@ -367,7 +367,7 @@ func (s *Server) event(r *http.Request, name string) *audit.Event {
 	cfg := s.auth.Config()
 	return &audit.Event{
 		EventTime: s.now().UTC(), EventSource: "signin.amazonaws.com", EventName: name,
-		AWSRegion: cfg.Region, SourceIPAddress: sourceIP(r).String(), UserAgent: truncate(r.UserAgent(), 512),
+		AWSRegion: cfg.Region, SourceIPAddress: api.SourceIP(r).String(), UserAgent: truncate(r.UserAgent(), 512),
 		UserIdentity: audit.UserIdentity{Type: "Unknown", AccountID: cfg.Account},
 		RequestID:    uuid.NewString(), EventType: "AwsConsoleSignIn", RecipientAccountID: cfg.Account,
 	}
@@ -455,15 +455,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(b)
 }
 
-func sourceIP(r *http.Request) netip.Addr {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	a, _ := netip.ParseAddr(host)
-	return a.Unmap()
-}
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -491,4 +482,4 @@ func WriteError(w http.ResponseWriter, err error) { writeError(w, err) }
 
 // SourceIP is the address a console request came from, as the audit
 // records of the console show it.
-func SourceIP(r *http.Request) netip.Addr { return sourceIP(r) }
+func SourceIP(r *http.Request) netip.Addr { return api.SourceIP(r) }

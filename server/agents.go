@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/postern-dev/postern/agent"
 	"github.com/postern-dev/postern/agenthub"
 	"github.com/postern-dev/postern/agentproto"
+	"github.com/postern-dev/postern/api"
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/authority"
 )
@@ -177,10 +177,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func sourceAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+func sourceAddr(r *http.Request) string { return api.SourceIP(r).String() }
