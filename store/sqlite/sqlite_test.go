@@ -16,8 +16,12 @@ import (
 	"time"
 
 	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/store/sqlstore"
 	"github.com/postern-dev/postern/store/storetest"
 )
+
+func writer(s *Store) *sql.DB     { w, _ := s.DBs(); return w }
+func readerPool(s *Store) *sql.DB { _, r := s.DBs(); return r }
 
 // openTemp opens a store on a fresh database in a temporary directory and
 // closes it when the test ends.
@@ -45,7 +49,9 @@ func TestConformanceSmallBatches(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the suite already ran with default options")
 	}
-	storetest.Run(t, func(t *testing.T) postern.Store { return openTemp(t, Options{AuditBatch: 2, Readers: 1}) })
+	storetest.Run(t, func(t *testing.T) postern.Store {
+		return openTemp(t, Options{Store: sqlstore.Options{AuditBatch: 2}, Readers: 1})
+	})
 }
 
 func TestReopenKeepsDataAndMigratesOnce(t *testing.T) {
@@ -68,7 +74,7 @@ func TestReopenKeepsDataAndMigratesOnce(t *testing.T) {
 			t.Fatalf("open #%d: %d users (%v), want %d", i+1, len(users), err, i+1)
 		}
 		var applied, max int
-		if err := s.r.QueryRow(`SELECT count(*), max(version) FROM schema_migrations`).Scan(&applied, &max); err != nil {
+		if err := readerPool(s).QueryRow(`SELECT count(*), max(version) FROM schema_migrations`).Scan(&applied, &max); err != nil {
 			t.Fatal(err)
 		}
 		if applied != SchemaVersion() || max != SchemaVersion() {
@@ -119,7 +125,7 @@ func TestSchemaTooNew(t *testing.T) {
 		t.Fatal(err)
 	}
 	future := SchemaVersion() + 1
-	if _, err := s.w.Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'from_the_future', 0)`, future); err != nil {
+	if _, err := writer(s).Exec(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'from_the_future', 0)`, future); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -146,50 +152,27 @@ func TestMigrationsApplyAtomically(t *testing.T) {
 	fsys[moreName] = &fstest.MapFile{Data: []byte("CREATE TABLE extra (a INTEGER); CREATE TABLE extra2 (b INTEGER);")}
 	fsys[brokenName] = &fstest.MapFile{Data: []byte("CREATE TABLE extra3 (c INTEGER); THIS IS NOT SQL;")}
 	// v+1 applies, v+2 fails, and neither stays.
-	err := migrateWith(ctx, s.w, fsys)
+	err := sqlstore.Migrate(ctx, Dialect, writer(s), fsys)
 	if err == nil || !strings.Contains(err.Error(), "_broken") {
 		t.Fatalf("broken migration: err = %v, want one naming it", err)
 	}
 	var n int
-	if err := s.w.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name IN ('extra', 'extra2', 'extra3')`).Scan(&n); err != nil {
+	if err := writer(s).QueryRow(`SELECT count(*) FROM sqlite_master WHERE name IN ('extra', 'extra2', 'extra3')`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 0 {
 		t.Errorf("%d tables of a failed migration run remain", n)
 	}
-	if err := s.w.QueryRow(`SELECT max(version) FROM schema_migrations`).Scan(&n); err != nil || n != v {
+	if err := writer(s).QueryRow(`SELECT max(version) FROM schema_migrations`).Scan(&n); err != nil || n != v {
 		t.Errorf("schema version after a failed run = %d (%v), want %d", n, err, v)
 	}
 	// Without the broken step both statements of 0002 apply.
 	delete(fsys, brokenName)
-	if err := migrateWith(ctx, s.w, fsys); err != nil {
+	if err := sqlstore.Migrate(ctx, Dialect, writer(s), fsys); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.w.QueryRow(`SELECT count(*) FROM sqlite_master WHERE name IN ('extra', 'extra2')`).Scan(&n); err != nil || n != 2 {
+	if err := writer(s).QueryRow(`SELECT count(*) FROM sqlite_master WHERE name IN ('extra', 'extra2')`).Scan(&n); err != nil || n != 2 {
 		t.Errorf("after migration %s: %d of its 2 tables (%v)", moreName, n, err)
-	}
-}
-
-func TestLoadMigrationsChecksNames(t *testing.T) {
-	for name, fsys := range map[string]fstest.MapFS{
-		"gap": {
-			"migrations/0001_a.sql": {Data: []byte("SELECT 1")},
-			"migrations/0003_c.sql": {Data: []byte("SELECT 1")},
-		},
-		"no number": {"migrations/init.sql": {Data: []byte("SELECT 1")}},
-		"zero":      {"migrations/0000_a.sql": {Data: []byte("SELECT 1")}},
-		"duplicate": {
-			"migrations/0001_a.sql": {Data: []byte("SELECT 1")},
-			"migrations/0001_b.sql": {Data: []byte("SELECT 1")},
-		},
-	} {
-		if _, err := loadMigrations(fsys); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
-	}
-	ms, err := loadMigrations(migrationFS)
-	if err != nil || len(ms) == 0 {
-		t.Fatalf("embedded migrations: %d, %v", len(ms), err)
 	}
 }
 
@@ -199,7 +182,7 @@ func TestPragmasOnEveryConnection(t *testing.T) {
 
 	var mode string
 	var sync, fk, busy int
-	if err := s.w.QueryRow(`SELECT * FROM pragma_journal_mode, pragma_synchronous, pragma_foreign_keys, pragma_busy_timeout`).Scan(&mode, &sync, &fk, &busy); err != nil {
+	if err := writer(s).QueryRow(`SELECT * FROM pragma_journal_mode, pragma_synchronous, pragma_foreign_keys, pragma_busy_timeout`).Scan(&mode, &sync, &fk, &busy); err != nil {
 		t.Fatal(err)
 	}
 	if mode != "wal" || sync != 1 || fk != 1 || busy != 1234 {
@@ -208,7 +191,7 @@ func TestPragmasOnEveryConnection(t *testing.T) {
 
 	// Hold every reader connection at once, so each is a separate one.
 	for i := range 3 {
-		c, err := s.r.Conn(ctx)
+		c, err := readerPool(s).Conn(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -234,7 +217,7 @@ func TestReaderPoolSeesWrites(t *testing.T) {
 	// writes, so that none could be opened after them.
 	var held []*sql.Conn
 	for range readers {
-		c, err := s.r.Conn(ctx)
+		c, err := readerPool(s).Conn(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -344,12 +327,10 @@ func TestTimesOutOfRangeAreRefused(t *testing.T) {
 // stored, and the chain goes on from the last committed record.
 func TestFailedCommitFailsTheWholeBatch(t *testing.T) {
 	ctx := context.Background()
-	s := openTemp(t, Options{})
-
 	release := make(chan struct{})
 	inFirst := make(chan struct{})
 	commits := 0
-	s.beforeAuditCommit = func() error { // runs on the writer goroutine only
+	hook := func() error { // runs on the writer goroutine only
 		commits++
 		switch commits {
 		case 1:
@@ -361,6 +342,7 @@ func TestFailedCommitFailsTheWholeBatch(t *testing.T) {
 		}
 		return nil
 	}
+	s := openTemp(t, Options{Store: sqlstore.Options{BeforeAuditCommit: hook}})
 
 	first := make(chan error, 1)
 	go func() { first <- s.AppendAudit(ctx, &postern.AuditRecord{EventID: "first", Body: []byte("first")}) }()
@@ -376,7 +358,7 @@ func TestFailedCommitFailsTheWholeBatch(t *testing.T) {
 	// Wait for all ten to be queued behind the first batch. Nothing here
 	// waits for time to pass: the loop ends as soon as the queue holds
 	// them.
-	for len(s.appends) < n {
+	for s.QueuedAppends() < n {
 		runtime.Gosched()
 	}
 	close(release)
@@ -417,7 +399,7 @@ func TestFailedCommitFailsTheWholeBatch(t *testing.T) {
 func TestClosePendingAppends(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "postern.db")
-	s, err := Open(ctx, path, Options{AuditBatch: 8})
+	s, err := Open(ctx, path, Options{Store: sqlstore.Options{AuditBatch: 8}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,10 +426,9 @@ func TestClosePendingAppends(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	select {
-	case <-s.done:
-	default:
-		t.Fatal("Close returned before the audit writer stopped")
+	// Close closes the database only after the audit writer stopped.
+	if err := writer(s).Ping(); err == nil {
+		t.Fatal("Close returned with the database still open")
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -121,7 +121,7 @@ func (s *Store) CreateActivation(ctx context.Context, a *postern.Activation) err
 		_, err := tx.ExecContext(ctx, `INSERT INTO activations (`+activationColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			a.ID, a.CodeHash, a.Description, a.DefaultInstanceName, a.RegistrationLimit, a.RegistrationCount,
 			expires, a.VPCID, string(tags), created, a.CreatedBy)
-		if err != nil && isUnique(err) {
+		if err != nil && s.d.IsUnique(err) {
 			return postern.Existsf("activation %s already exists", a.ID)
 		}
 		return err

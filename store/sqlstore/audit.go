@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"bytes"
@@ -160,6 +160,14 @@ func (s *Store) appendRecords(reqs []*appendReq) (_ []link, err error) {
 		}
 	}()
 	tail := s.tail
+	if s.d.SharedChain {
+		// Other processes append too: wait for the chain, then read its
+		// tail as it is now.
+		if _, err := tx.ExecContext(ctx, s.d.LockChain); err != nil {
+			return nil, err
+		}
+		tail = chainTail{}
+	}
 	if !tail.known {
 		tail = chainTail{known: true, hash: postern.GenesisHash}
 		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1`).Scan(&tail.seq, &tail.hash)

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -124,7 +124,7 @@ func (s *Store) CreateMFADevice(ctx context.Context, d *postern.MFADevice) error
 	return s.writeTx(ctx, "create an MFA device", func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO mfa_devices (serial_number, sealed_seed, created_at) VALUES (?, ?, ?)`,
 			d.SerialNumber, d.SealedSeed, created)
-		if isUnique(err) {
+		if s.d.IsUnique(err) {
 			return postern.Existsf("MFA device %s already exists", d.SerialNumber)
 		}
 		return err
@@ -289,7 +289,7 @@ func (s *Store) CreateConsoleSession(ctx context.Context, cs *postern.ConsoleSes
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO console_sessions (id_hash, user_name, mfa, created_at, last_seen, expires_at, source_ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			cs.IDHash, cs.UserName, cs.MFA, args[0], args[1], args[2], cs.SourceIP, cs.UserAgent)
-		if isUnique(err) {
+		if s.d.IsUnique(err) {
 			return postern.Existsf("the console session exists already")
 		}
 		return err

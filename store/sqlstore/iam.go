@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -56,7 +56,7 @@ func (s *Store) CreateUser(ctx context.Context, u *postern.User) error {
 			return postern.Existsf("user %q already exists", u.Name)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO users (name, id, created_at) VALUES (?, ?, ?)`, u.Name, u.ID, created)
-		if isUnique(err) {
+		if s.d.IsUnique(err) {
 			return postern.Existsf("a user with id %s already exists", u.ID)
 		}
 		return err
@@ -162,7 +162,7 @@ func (s *Store) CreateAccessKey(ctx context.Context, k *postern.AccessKey) error
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO access_keys (id, user_name, sealed_secret, status, created_at) VALUES (?, ?, ?, ?, ?)`,
 			k.ID, k.UserName, k.SealedSecret, string(k.Status), created)
-		if isUnique(err) {
+		if s.d.IsUnique(err) {
 			return postern.Existsf("access key %s already exists", k.ID)
 		}
 		return err
@@ -271,7 +271,7 @@ func (s *Store) CreateGroup(ctx context.Context, g *postern.Group) error {
 			return postern.Existsf("group %q already exists", g.Name)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO iam_groups (name, id, created_at) VALUES (?, ?, ?)`, g.Name, g.ID, created)
-		if isUnique(err) {
+		if s.d.IsUnique(err) {
 			return postern.Existsf("a group with id %s already exists", g.ID)
 		}
 		return err
@@ -461,7 +461,7 @@ func (s *Store) PutPolicy(ctx context.Context, p *postern.InlinePolicy) error {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO `+pt.policies+` (`+pt.ownerCol+`, name, document) VALUES (?, ?, ?)
-			ON CONFLICT DO UPDATE SET document = excluded.document`, p.OwnerName, p.Name, p.Document)
+			ON CONFLICT (`+pt.ownerCol+`, name) DO UPDATE SET document = excluded.document`, p.OwnerName, p.Name, p.Document)
 		return err
 	})
 }

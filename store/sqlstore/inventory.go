@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -174,7 +174,7 @@ func (s *Store) CreateVPC(ctx context.Context, v *postern.VPC) error {
 	}
 	return s.writeTx(ctx, "create a VPC", func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO vpcs (id, cidr, state, created_at) VALUES (?, ?, ?, ?)`, v.ID, v.CIDR, v.State, created)
-		if isUnique(err) {
+		if s.d.IsUnique(err) {
 			return postern.Existsf("VPC %s already exists", v.ID)
 		}
 		if err != nil {
@@ -256,7 +256,7 @@ func (s *Store) CreateSubnet(ctx context.Context, sn *postern.Subnet) error {
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO subnets (id, vpc_id, cidr, availability_zone, state, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 			sn.ID, sn.VPCID, sn.CIDR, sn.AvailabilityZone, sn.State, created)
-		if isUnique(err) {
+		if s.d.IsUnique(err) {
 			return postern.Existsf("subnet %s already exists", sn.ID)
 		}
 		if err != nil {

@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -90,7 +90,7 @@ func (s *Store) CreateEndpoint(ctx context.Context, e *postern.Endpoint) error {
 			e.ID, e.SubnetID, e.VPCID, e.AvailabilityZone, e.State, e.StateMessage, e.DNSName, e.FIPSDNSName,
 			e.PreserveClientIP, string(groups), string(ports), e.MaxConnections, int64(e.MaxTunnelDuration/time.Second),
 			e.ClientToken, emptyIfNil(e.RequestDigest), emptyIfNil(e.CredentialHash), created, joined, e.CreatedBy)
-		if isUnique(err) {
+		if s.d.IsUnique(err) {
 			return postern.Existsf("Instance Connect Endpoint %s already exists", e.ID)
 		}
 		if err != nil {

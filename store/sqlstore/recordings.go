@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -40,7 +40,7 @@ func (s *Store) CreateRecording(ctx context.Context, r *postern.Recording) error
 		_, err := tx.ExecContext(ctx, `INSERT INTO recordings (id, user_name, user_arn, instance_id, os_user, source_ip, cols, rows, started_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.UserName, r.UserARN, r.InstanceID, r.OSUser, r.SourceIP, r.Cols, r.Rows, started)
-		if isUnique(err) {
+		if s.d.IsUnique(err) {
 			return postern.Existsf("recording %s already exists", r.ID)
 		}
 		return err
