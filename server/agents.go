@@ -26,7 +26,21 @@ func (s *Server) newHub() *agenthub.Hub {
 	return agenthub.New(agenthub.Callbacks{
 		KeyFor: s.auth.AgentKey,
 		Connected: func(ctx context.Context, id string, r agentproto.Report) error {
-			return s.auth.AgentReported(ctx, id, r)
+			if err := s.auth.AgentReported(ctx, id, r); err != nil {
+				return err
+			}
+			if s.cluster != nil {
+				// Other replicas route pushes for this agent here.
+				return s.cluster.Hold(ctx, id)
+			}
+			return nil
+		},
+		Disconnected: func(id string) {
+			if s.cluster != nil {
+				if err := s.cluster.Release(context.WithoutCancel(s.baseCtx), id); err != nil {
+					s.log.Warn("cannot release an agent session in the cluster", "instance", id, "err", err)
+				}
+			}
 		},
 		Report: func(ctx context.Context, id string, r agentproto.Report) error {
 			return retired(s.auth.AgentReported(ctx, id, r))

@@ -31,6 +31,7 @@ import (
 	"github.com/postern-dev/postern/atomicfile"
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/authority"
+	"github.com/postern-dev/postern/cluster"
 	"github.com/postern-dev/postern/console"
 	"github.com/postern-dev/postern/consoleterm"
 	"github.com/postern-dev/postern/endpointproto"
@@ -38,7 +39,6 @@ import (
 	"github.com/postern-dev/postern/pki"
 	"github.com/postern-dev/postern/recording"
 	"github.com/postern-dev/postern/seal"
-	"github.com/postern-dev/postern/store/sqlite"
 	"github.com/postern-dev/postern/web"
 )
 
@@ -61,7 +61,7 @@ type Config struct {
 	Listen         string   // host:port
 	DataDir        string   //
 	Region         string   //
-	Store          string   // "sqlite"
+	Store          string   // "sqlite" or a postgres:// URL
 	TLSCert        string   // optional PEM files; default: own CA
 	TLSKey         string   //
 	Hosts          []string // extra names for the generated certificate
@@ -142,6 +142,9 @@ type Server struct {
 	draining atomic.Bool
 	ksk      ed25519.PrivateKey
 	hub      *agenthub.Hub
+	// cluster routes key pushes to the replica that holds an agent's
+	// session (PostgreSQL store only; nil otherwise).
+	cluster *cluster.Cluster
 	api      *api.Server
 	// console signs users in to the web console.
 	console *console.Server
@@ -169,12 +172,8 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 			s.store.Close()
 		}
 	}()
-	if cfg.Store != "sqlite" {
-		return nil, fmt.Errorf("store %q is not supported; use sqlite", cfg.Store)
-	}
-	s.store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, dbFile), sqlite.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+	if s.store, err = s.openStore(ctx); err != nil {
+		return nil, err
 	}
 	sealer, err := seal.LoadOrCreate(filepath.Join(cfg.DataDir, sealKeyFile))
 	if err != nil {
@@ -199,6 +198,13 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 	}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.WithoutCancel(ctx))
 	s.hub = s.newHub()
+	var pusher api.KeyPusher = s.hub
+	if IsPostgresURL(cfg.Store) {
+		if s.cluster, err = s.joinCluster(); err != nil {
+			return nil, err
+		}
+		pusher = s.cluster
+	}
 
 	if err := s.bootstrapAdmin(ctx, out); err != nil {
 		return nil, err
@@ -231,7 +237,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 	s.api = api.New(api.Config{
 		Authority: s.auth, Trail: s.trail, AuditKey: auditPub, Logger: logger,
 		Metrics: api.NewMetrics(reg), Throttle: cfg.Throttle,
-		KeyPush:    api.KeyPush{Pusher: s.hub, Signer: s.ksk, Lifetime: cfg.KeyLifetime, Timeout: cfg.PushTimeout},
+		KeyPush:    api.KeyPush{Pusher: pusher, Signer: s.ksk, Lifetime: cfg.KeyLifetime, Timeout: cfg.PushTimeout},
 		Recordings: s.recorder,
 	})
 	mux := http.NewServeMux()

@@ -46,7 +46,7 @@ func (m *Main) DefaultServerConfig() ServerConfig {
 		Listen:         "127.0.0.1:7443",
 		DataDir:        m.defaultDataDir(),
 		Region:         "us-east-1",
-		Store:          "sqlite",
+		Store:          m.defaultStore(),
 		ThrottleRate:   api.DefaultThrottle.Rate,
 		ThrottleBurst:  api.DefaultThrottle.Burst,
 		DigestInterval: "1m",
@@ -60,6 +60,15 @@ func (m *Main) DefaultServerConfig() ServerConfig {
 		ConsoleIdleTimeout: console.DefaultIdleTimeout.String(),
 		ConsoleLifetime:    console.DefaultLifetime.String(),
 	}
+}
+
+// defaultStore is $POSTERN_STORE, else the embedded SQLite database. An
+// environment variable keeps a database password off the command line.
+func (m *Main) defaultStore() string {
+	if s := m.Getenv("POSTERN_STORE"); s != "" {
+		return s
+	}
+	return "sqlite"
 }
 
 // defaultDataDir is $POSTERN_DATA_DIR, else the XDG data directory.
@@ -103,6 +112,8 @@ func (c ServerConfig) Validate() (server.Config, *slog.HandlerOptions, error) {
 		return out, nil, fmt.Errorf("console lifetime %q: must be a duration of at least 1s", c.ConsoleLifetime)
 	}
 	switch {
+	case c.Store != "sqlite" && !server.IsPostgresURL(c.Store):
+		return out, nil, fmt.Errorf("store: use sqlite or a postgres:// URL")
 	case c.DataDir == "":
 		return out, nil, fmt.Errorf("a data directory is required (--data-dir)")
 	case !validRegion(c.Region):
@@ -151,7 +162,7 @@ func runServer(ctx context.Context, m *Main, args []string) error {
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "`address` to serve HTTPS on")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "`directory` for the database, keys, certificates and admin credentials (env POSTERN_DATA_DIR)")
 	fs.StringVar(&cfg.Region, "region", cfg.Region, "AWS region name this server answers as")
-	fs.StringVar(&cfg.Store, "store", cfg.Store, "storage backend: sqlite (embedded)")
+	fs.StringVar(&cfg.Store, "store", cfg.Store, "storage: sqlite (embedded, in the data dir) or a postgres://user@host/db `URL` shared by replicas (env POSTERN_STORE; put the password in PGPASSWORD or ~/.pgpass, not here)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate `file` to serve instead of the generated one")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key `file` for --tls-cert")
 	hosts := fs.String("hosts", "", "comma-separated extra DNS names or IPs for the generated certificate")

@@ -88,10 +88,15 @@ var ErrSchemaTooNew = sqlstore.ErrSchemaTooNew
 // SchemaVersion is the newest schema this binary knows.
 func SchemaVersion() int { return sqlstore.SchemaVersion(Dialect) }
 
+// ErrUnreachable means the database did not answer: it may be down or
+// starting; trying again later may work.
+var ErrUnreachable = errors.New("cannot reach the database")
+
 // Open connects to the database that url names (a postgres:// URL or a
 // key=value string, as libpq takes), brings its schema up to date and
 // starts the audit writer. It fails, without retrying, when the database
-// cannot be reached; errors never include the URL's password.
+// cannot be reached (ErrUnreachable); errors never include the URL's
+// password.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	db, err := OpenDB(url, opts.MaxConns)
 	if err != nil {
@@ -99,7 +104,12 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("postgres: cannot reach the database: %w", err)
+		if sqlState(err) != "" {
+			// The server answered, and refused (a bad login, no such
+			// database): waiting will not help.
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+		return nil, fmt.Errorf("postgres: %w: %w", ErrUnreachable, err)
 	}
 	if err := sqlstore.Migrate(ctx, Dialect, db, migrationFS); err != nil {
 		db.Close()

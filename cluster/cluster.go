@@ -1,0 +1,273 @@
+// Package cluster lets several server replicas on one PostgreSQL database
+// act as one: an agent keeps its session with one replica, and a key push
+// that arrives at any other replica reaches it.
+//
+// Each replica has a random id and LISTENs on its own channel. When an
+// agent's session starts, the replica records itself as the session's
+// holder (table agent_sessions); a replica that must push a key to an agent
+// it does not hold looks the holder up and NOTIFYs it; the holder pushes
+// over the agent's session and NOTIFYs the acknowledgement back. The push
+// returns success only on that acknowledgement, exactly as a local push.
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/postern-dev/postern/agenthub"
+	"github.com/postern-dev/postern/keyrecord"
+)
+
+// LocalHub is the replica's own agent hub.
+type LocalHub interface {
+	Push(ctx context.Context, instanceID string, rec keyrecord.Signed) error
+	Connected(instanceID string) bool
+}
+
+// Config says how a replica joins the cluster.
+type Config struct {
+	// URL is the database's URL; the cluster keeps one connection of its
+	// own on it for LISTEN.
+	URL string
+	// DB is the store's pool (queries with ? placeholders).
+	DB     *sql.DB
+	Hub    LocalHub
+	Logger *slog.Logger
+}
+
+// Cluster is this replica's part of the cluster.
+type Cluster struct {
+	cfg Config
+	id  string
+	log *slog.Logger
+
+	mu      sync.Mutex
+	pending map[string]chan string // push id → the holder's answer ("" is success)
+
+	done chan struct{}
+}
+
+// message is what replicas NOTIFY each other: a push to deliver or the
+// answer to one.
+type message struct {
+	Type       string            `json:"t"` // "push" or "ack"
+	ID         string            `json:"id"`
+	From       string            `json:"from,omitempty"`
+	InstanceID string            `json:"i,omitempty"`
+	Record     *keyrecord.Signed `json:"r,omitempty"`
+	TimeoutMS  int64             `json:"ms,omitempty"`
+	Error      string            `json:"e,omitempty"`
+}
+
+// New joins the cluster and listens until ctx ends. It returns once the
+// replica's channel is listened on, or with the error that prevented it
+// (or when start ends first).
+func New(ctx, start context.Context, cfg Config) (*Cluster, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		cfg: cfg, id: hex.EncodeToString(b[:]), log: cfg.Logger,
+		pending: map[string]chan string{}, done: make(chan struct{}),
+	}
+	first := make(chan error, 1)
+	go c.listen(ctx, start, first)
+	select {
+	case err := <-first:
+		if err != nil {
+			return nil, err
+		}
+	case <-start.Done():
+		return nil, start.Err()
+	}
+	return c, nil
+}
+
+// ID is this replica's id.
+func (c *Cluster) ID() string { return c.id }
+
+// Done is closed when the cluster has stopped listening (ctx ended).
+func (c *Cluster) Done() <-chan struct{} { return c.done }
+
+func channelOf(replica string) string { return "postern_replica_" + replica }
+
+// listen keeps a LISTEN connection and answers what arrives on it,
+// reconnecting with backoff when the connection is lost. The first
+// attempt's outcome goes to first.
+func (c *Cluster) listen(ctx, start context.Context, first chan<- error) {
+	defer close(c.done)
+	wait := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		cctx := ctx
+		if first != nil {
+			cctx = start // the first attempt is bounded by New's start
+		}
+		conn, err := pgx.Connect(cctx, c.cfg.URL)
+		if err == nil {
+			_, err = conn.Exec(cctx, "LISTEN "+channelOf(c.id))
+		}
+		if first != nil {
+			first <- err
+			first = nil
+			if err != nil {
+				if conn != nil {
+					conn.Close(context.Background())
+				}
+				return
+			}
+		}
+		if err == nil {
+			wait = 200 * time.Millisecond
+			err = c.receive(ctx, conn)
+			conn.Close(context.Background())
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("cluster: lost the database's notifications; reconnecting", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+func (c *Cluster) receive(ctx context.Context, conn *pgx.Conn) error {
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		var m message
+		if err := json.Unmarshal([]byte(n.Payload), &m); err != nil {
+			c.log.Warn("cluster: unreadable notification", "err", err)
+			continue
+		}
+		switch m.Type {
+		case "push":
+			go c.deliver(ctx, m)
+		case "ack":
+			c.mu.Lock()
+			ch := c.pending[m.ID]
+			c.mu.Unlock()
+			if ch != nil {
+				select {
+				case ch <- m.Error:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// deliver pushes a record another replica routed here and answers it.
+func (c *Cluster) deliver(ctx context.Context, m message) {
+	if m.Record == nil || m.From == "" {
+		return
+	}
+	timeout := min(max(time.Duration(m.TimeoutMS)*time.Millisecond, time.Second), time.Minute)
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ans := ""
+	if err := c.cfg.Hub.Push(pctx, m.InstanceID, *m.Record); err != nil {
+		ans = err.Error()
+		if errors.Is(err, agenthub.ErrNotConnected) {
+			ans = "not connected"
+		}
+	}
+	if err := c.notify(ctx, m.From, message{Type: "ack", ID: m.ID, Error: ans}); err != nil {
+		c.log.Warn("cluster: cannot answer a routed push", "instance", m.InstanceID, "err", err)
+	}
+}
+
+func (c *Cluster) notify(ctx context.Context, replica string, m message) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = c.cfg.DB.ExecContext(ctx, `SELECT pg_notify(?, ?)`, channelOf(replica), string(b))
+	return err
+}
+
+// Push delivers rec to the instance's agent, through this replica's hub
+// when the agent's session is here, else through the replica that holds
+// it. It returns once the agent acknowledged the record; an agent held by
+// no replica is agenthub.ErrNotConnected.
+func (c *Cluster) Push(ctx context.Context, instanceID string, rec keyrecord.Signed) error {
+	err := c.cfg.Hub.Push(ctx, instanceID, rec)
+	if !errors.Is(err, agenthub.ErrNotConnected) {
+		return err
+	}
+	var holder string
+	qerr := c.cfg.DB.QueryRowContext(ctx, `SELECT replica_id FROM agent_sessions WHERE instance_id = ?`, instanceID).Scan(&holder)
+	if errors.Is(qerr, sql.ErrNoRows) || holder == c.id {
+		return err
+	}
+	if qerr != nil {
+		return fmt.Errorf("%w: cannot look up the replica that holds it: %v", agenthub.ErrNotConnected, qerr)
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	ch := make(chan string, 1)
+	c.mu.Lock()
+	c.pending[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}()
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	m := message{Type: "push", ID: id, From: c.id, InstanceID: instanceID, Record: &rec, TimeoutMS: timeout.Milliseconds()}
+	if err := c.notify(ctx, holder, m); err != nil {
+		return fmt.Errorf("%w: cannot reach the replica that holds it: %v", agenthub.ErrNotConnected, err)
+	}
+	select {
+	case ans := <-ch:
+		if ans != "" {
+			return fmt.Errorf("%w (through replica %s): %s", agenthub.ErrNotConnected, holder, ans)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Hold records this replica as the holder of the instance's agent session.
+func (c *Cluster) Hold(ctx context.Context, instanceID string) error {
+	_, err := c.cfg.DB.ExecContext(ctx, `INSERT INTO agent_sessions (instance_id, replica_id, since) VALUES (?, ?, ?)
+		ON CONFLICT (instance_id) DO UPDATE SET replica_id = excluded.replica_id, since = excluded.since`,
+		instanceID, c.id, time.Now().UnixNano())
+	return err
+}
+
+// Release forgets this replica as the holder of the instance's session,
+// unless the agent has a live session here again, or another replica
+// holds it by now.
+func (c *Cluster) Release(ctx context.Context, instanceID string) error {
+	if c.cfg.Hub.Connected(instanceID) {
+		return nil
+	}
+	_, err := c.cfg.DB.ExecContext(ctx, `DELETE FROM agent_sessions WHERE instance_id = ? AND replica_id = ?`, instanceID, c.id)
+	return err
+}
