@@ -145,7 +145,7 @@ type Server struct {
 	// cluster routes key pushes to the replica that holds an agent's
 	// session (PostgreSQL store only; nil otherwise).
 	cluster *cluster.Cluster
-	api      *api.Server
+	api     *api.Server
 	// console signs users in to the web console.
 	console *console.Server
 	// recorder records console terminal sessions under the data dir.
