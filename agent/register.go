@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -44,7 +45,7 @@ func (e *RegisterError) Error() string { return e.Code + ": " + e.Message }
 
 // Registration says where and how to register.
 type Registration struct {
-	Server         string // https://host:port
+	Server         string // https://host:port, or several replicas' URLs separated by commas
 	ActivationID   string
 	ActivationCode string
 	CABundle       string // PEM, may be empty
@@ -70,33 +71,29 @@ func Register(ctx context.Context, r Registration) (*State, error) {
 		return nil, err
 	}
 	body, _ := json.Marshal(RegisterRequest{ActivationID: r.ActivationID, ActivationCode: r.ActivationCode, PublicKey: pub, Report: r.Facts.Collect()})
-	url := strings.TrimSuffix(r.Server, "/") + RegisterPath
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
+	servers := r.servers()
+	if len(servers) == 0 {
+		return nil, fmt.Errorf("no server URL")
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		var re RegisterError
-		if json.Unmarshal(b, &re) == nil && re.Code != "" {
-			return nil, &re
+	// Replicas are equal: the first that answers registers the host. A
+	// server that answers with a refusal is final.
+	var rr *RegisterResponse
+	var unreachable []error
+	for _, server := range servers {
+		var reached bool
+		rr, reached, err = registerAt(ctx, hc, server, body)
+		if reached {
+			break
 		}
-		return nil, fmt.Errorf("server answered %s", resp.Status)
+		unreachable = append(unreachable, fmt.Errorf("%s: %w", server, err))
 	}
-	var rr RegisterResponse
-	if err := json.Unmarshal(b, &rr); err != nil || rr.InstanceID == "" || len(rr.KeySigningKey) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("server answered an unusable registration")
+	if rr == nil {
+		if len(unreachable) == len(servers) {
+			return nil, fmt.Errorf("no server answered: %w", errors.Join(unreachable...))
+		}
+		return nil, err
 	}
-	st := &State{InstanceID: rr.InstanceID, Servers: []string{strings.TrimSuffix(r.Server, "/")}, Region: rr.Region,
+	st := &State{InstanceID: rr.InstanceID, Servers: servers, Region: rr.Region,
 		Account: rr.Account, KeySigningKey: rr.KeySigningKey, CABundle: r.CABundle}
 	if err := SaveState(r.StateDir, st, priv); err != nil {
 		return nil, err
@@ -133,4 +130,49 @@ func WriteHelperConfig(path string, cfg HelperConfig) error {
 // ReadHelperConfig reads the helper's pinned facts.
 func ReadHelperConfig(path string) (HelperConfig, error) {
 	return authkeys.ReadConfig(path)
+}
+
+// servers returns the URLs in r.Server.
+func (r Registration) servers() []string {
+	var out []string
+	for _, u := range strings.Split(r.Server, ",") {
+		if u = strings.TrimSuffix(strings.TrimSpace(u), "/"); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// registerAt asks one server to register the host. reached is false when
+// the server could not be reached (another replica may be).
+func registerAt(ctx context.Context, hc *http.Client, server string, body []byte) (_ *RegisterResponse, reached bool, _ error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, server+RegisterPath, bytes.NewReader(body))
+	if err != nil {
+		return nil, true, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, false, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, false, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var re RegisterError
+		if json.Unmarshal(b, &re) == nil && re.Code != "" {
+			return nil, true, &re
+		}
+		if resp.StatusCode >= 500 {
+			return nil, false, fmt.Errorf("server answered %s", resp.Status)
+		}
+		return nil, true, fmt.Errorf("server answered %s", resp.Status)
+	}
+	var rr RegisterResponse
+	if err := json.Unmarshal(b, &rr); err != nil || rr.InstanceID == "" || len(rr.KeySigningKey) != ed25519.PublicKeySize {
+		return nil, true, fmt.Errorf("server answered an unusable registration")
+	}
+	return &rr, true, nil
 }

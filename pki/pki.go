@@ -25,10 +25,10 @@ import (
 
 // File names inside the data directory.
 const (
-	CAFile   = "ca.pem"
-	caKey    = "ca.key"
-	CertFile = "server.pem"
-	KeyFile  = "server.key"
+	CAFile    = "ca.pem"
+	CAKeyFile = "ca.key"
+	CertFile  = "server.pem"
+	KeyFile   = "server.key"
 )
 
 // Lifetimes of what EnsureServerCert creates. A server certificate is
@@ -68,6 +68,12 @@ func EnsureServerCert(dir string, hosts []string, now time.Time) (tls.Certificat
 	return c, filepath.Join(dir, CAFile), err
 }
 
+// EnsureCA makes sure dir holds a CA, creating one when it does not.
+func EnsureCA(dir string, now time.Time) error {
+	_, _, err := loadOrCreateCA(dir, now)
+	return err
+}
+
 // covers reports whether c is still fresh and names every host.
 func covers(c tls.Certificate, hosts []string, now time.Time) bool {
 	leaf, err := x509.ParseCertificate(c.Certificate[0])
@@ -87,7 +93,7 @@ func covers(c tls.Certificate, hosts []string, now time.Time) bool {
 }
 
 func loadOrCreateCA(dir string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	certPath, keyPath := filepath.Join(dir, CAFile), filepath.Join(dir, caKey)
+	certPath, keyPath := filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile)
 	if pair, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
 		leaf, err := x509.ParseCertificate(pair.Certificate[0])
 		if err != nil {
@@ -155,7 +161,7 @@ const endpointCertLifetime = 30 * 24 * time.Hour
 // with os.ErrNotExist when dir holds no CA of Postern's (the operator
 // brought their own certificate): the caller must then bring its own too.
 func IssueLeaf(dir string, pubDER []byte, host string, now time.Time) ([][]byte, error) {
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, CAFile), filepath.Join(dir, caKey))
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, CAFile), filepath.Join(dir, CAKeyFile))
 	if err != nil {
 		return nil, err
 	}

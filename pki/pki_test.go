@@ -23,7 +23,7 @@ func TestEnsureServerCertServesTLSTrustedByCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, mode := range map[string]os.FileMode{caKey: 0o600, KeyFile: 0o600, CAFile: 0o644, CertFile: 0o644} {
+	for name, mode := range map[string]os.FileMode{CAKeyFile: 0o600, KeyFile: 0o600, CAFile: 0o644, CertFile: 0o644} {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)

@@ -179,6 +179,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 	if err != nil {
 		return nil, fmt.Errorf("secrets key: %w", err)
 	}
+	if IsPostgresURL(cfg.Store) {
+		if err := s.shareKeyFiles(ctx, sealer); err != nil {
+			return nil, err
+		}
+	}
 	account, err := s.store.PutMetaIfAbsent(ctx, "account_id", newAccountID())
 	if err != nil {
 		return nil, fmt.Errorf("account id: %w", err)

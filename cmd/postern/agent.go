@@ -34,10 +34,10 @@ func addAgentPaths(fs *flagSet) agentPaths {
 }
 
 func runAgentRegister(ctx context.Context, m *Main, args []string) error {
-	fs := m.newFlagSet("agent register", "agent register --server URL --activation-id ID --activation-code CODE [--ca-bundle FILE]",
+	fs := m.newFlagSet("agent register", "agent register --server URL[,URL…] --activation-id ID --activation-code CODE [--ca-bundle FILE]",
 		"postern agent register --server https://postern.example:7443 \\\n"+
 			"    --activation-id 5a1f…-… --activation-code ABCD… --ca-bundle ca.pem")
-	serverURL := fs.String("server", "", "the server's URL")
+	serverURL := fs.String("server", "", "the server's `URL`; several replicas' URLs separated by commas (the agent moves to a live one when its server dies)")
 	id := fs.String("activation-id", "", "activation id (postern activation create prints it)")
 	code := fs.String("activation-code", "", "activation code (shown once at creation); env POSTERN_ACTIVATION_CODE")
 	caBundle := fs.String("ca-bundle", "", "PEM file of the CA that signed the server's certificate")

@@ -137,7 +137,7 @@ type eiceWorld struct {
 // instance that only an Instance Connect Endpoint reaches, in listen mode
 // and then in relay mode.
 func TestEndpointTunnels(t *testing.T) {
-	w := &eiceWorld{world: buildWorld(t, true)}
+	w := &eiceWorld{world: buildWorld(t, true, "")}
 	w.createActivation(t)
 	if r := w.register(t, w.activationCode, w.stateDir); r.Code != 0 {
 		t.Fatalf("agent register: %s", r)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/postern-dev/postern/agent"
+	"github.com/postern-dev/postern/store/postgres/pgtest"
 )
 
 var (
@@ -70,7 +71,8 @@ func runTests(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "keyless: go build ./cmd/postern-authorized-keys: %v\n%s", err, out)
 		return 1
 	}
-	return m.Run()
+	// pgtest stops a PostgreSQL cluster it had to start.
+	return pgtest.Main(m)
 }
 
 // probeResult is what the socket probe reports on stdout.

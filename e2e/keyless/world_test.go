@@ -93,6 +93,13 @@ type world struct {
 
 	keyLifetime time.Duration // the server's --key-lifetime
 
+	// store is the servers' --store ("": the embedded SQLite); servers is
+	// what the agent registers with ("": URL).
+	store   string
+	servers string
+	// serverKilled is set when a test killed the server on purpose.
+	serverKilled bool
+
 	// The endpoint topology (eice_test.go) only.
 	edge       bool
 	edgeNS     string // the endpoint's namespace
@@ -142,15 +149,16 @@ func sshdPath() string {
 // is undone when t ends.
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	return buildWorld(t, false)
+	return buildWorld(t, false, "")
 }
 
 // buildWorld is newWorld; with edge, the network is the endpoint
-// topology of eice_test.go instead of one link.
-func buildWorld(t *testing.T, edge bool) *world {
+// topology of eice_test.go instead of one link; with store, the server
+// keeps its state there instead of in SQLite.
+func buildWorld(t *testing.T, edge bool, store string) *world {
 	t.Helper()
 	requireTools(t)
-	w := &world{id: randomHex(t, 3), home: t.TempDir(), edge: edge, keyLifetime: keyLifetime}
+	w := &world{id: randomHex(t, 3), home: t.TempDir(), edge: edge, keyLifetime: keyLifetime, store: store}
 	if edge {
 		// The endpoint tests are about tunnels, not expiry: keys live as
 		// long as in production, so that no slow step races them.
@@ -426,25 +434,12 @@ func (w *world) inNS(args ...string) []string {
 func (w *world) startServer(t *testing.T) {
 	t.Helper()
 	w.dataDir = t.TempDir()
-	w.server = startProc(t, "postern server", cleanEnv(t.TempDir(), nil), posternBin, "server",
-		"--data-dir", w.dataDir, "--listen", w.hostIP+":0",
-		"--key-lifetime", w.keyLifetime.String(), "--agent-timeout", agentTimeout.String(),
-		"--digest-interval", "1s", "--shutdown-grace", "5s")
+	w.server, w.URL = w.startServerProc(t, w.dataDir)
 	t.Cleanup(func() {
-		if err := w.server.stop(t); err != nil {
+		if err := w.server.stop(t); err != nil && !w.serverKilled {
 			t.Errorf("postern server exited with %v; want exit status 0\nlog:\n%s", err, w.server.Stderr)
 		}
 	})
-	const ready = "Postern server listening on "
-	line, _, ok := w.server.Stdout.await(0, ready, w.server.exited, 60*time.Second)
-	if !ok {
-		t.Fatalf("postern server did not report %q\nstdout:\n%s\nlog:\n%s", ready, w.server.Stdout, w.server.Stderr)
-	}
-	rest := line[strings.Index(line, ready)+len(ready):]
-	w.URL, _, _ = strings.Cut(rest, " ")
-	if !strings.HasPrefix(w.URL, "https://"+w.hostIP+":") {
-		t.Fatalf("server URL %q is not https://%s:PORT", w.URL, w.hostIP)
-	}
 	r := run(t, command(t, nil, posternBin, "env", "--data-dir", w.dataDir))
 	if r.Code != 0 {
 		t.Fatalf("postern env: %s", r)
@@ -459,6 +454,31 @@ func (w *world) startServer(t *testing.T) {
 		t.Fatalf("read the server's CA %s: %v", w.env["AWS_CA_BUNDLE"], err)
 	}
 	w.http = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 60 * time.Second}
+}
+
+// startServerProc starts a server (one replica, with a store) on
+// dataDir and returns it with its URL once it is listening.
+func (w *world) startServerProc(t *testing.T, dataDir string) (*proc, string) {
+	t.Helper()
+	args := []string{posternBin, "server",
+		"--data-dir", dataDir, "--listen", w.hostIP + ":0",
+		"--key-lifetime", w.keyLifetime.String(), "--agent-timeout", agentTimeout.String(),
+		"--digest-interval", "1s", "--shutdown-grace", "5s"}
+	if w.store != "" {
+		args = append(args, "--store", w.store)
+	}
+	p := startProc(t, "postern server", cleanEnv(t.TempDir(), nil), args...)
+	const ready = "Postern server listening on "
+	line, _, ok := p.Stdout.await(0, ready, p.exited, 60*time.Second)
+	if !ok {
+		t.Fatalf("postern server did not report %q\nstdout:\n%s\nlog:\n%s", ready, p.Stdout, p.Stderr)
+	}
+	rest := line[strings.Index(line, ready)+len(ready):]
+	url, _, _ := strings.Cut(rest, " ")
+	if !strings.HasPrefix(url, "https://"+w.hostIP+":") {
+		t.Fatalf("server URL %q is not https://%s:PORT", url, w.hostIP)
+	}
+	return p, url
 }
 
 // postern runs a postern client command as the admin (configured by
@@ -519,7 +539,11 @@ func (w *world) createActivation(t *testing.T) {
 // given code and state directory.
 func (w *world) register(t *testing.T, code, stateDir string) result {
 	t.Helper()
-	argv := w.inNS(posternBin, "agent", "register", "--server", w.URL,
+	servers := w.servers
+	if servers == "" {
+		servers = w.URL
+	}
+	argv := w.inNS(posternBin, "agent", "register", "--server", servers,
 		"--activation-id", w.activationID, "--activation-code", code,
 		"--ca-bundle", w.env["AWS_CA_BUNDLE"], "--state-dir", stateDir,
 		"--helper-config", w.helperConfig, "--socket", w.socket,
