@@ -61,3 +61,17 @@ type Endpoint struct {
 func (e *Endpoint) Live() bool {
 	return e.State != EndpointDeleteInProgress && e.State != EndpointDeleteComplete
 }
+
+// LiveTunnel is a tunnel an endpoint process carries, counted against the
+// endpoint's connection limit across all of its processes.
+type LiveTunnel struct {
+	ID         string // the OpenTunnel audit record's request id
+	EndpointID string
+	// ProcessID names the endpoint process that carries the tunnel; a
+	// process the server has not heard from lately is gone, and its
+	// tunnels stop counting.
+	ProcessID string
+	OpenedAt  time.Time
+	// Detail is what the server needs when the tunnel closes (JSON).
+	Detail []byte
+}

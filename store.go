@@ -175,6 +175,23 @@ type Store interface {
 	// delete-complete; from any other state it is KindConflict.
 	CompleteEndpointDeletion(ctx context.Context, id string) error
 
+	// TouchEndpointProcess records that an endpoint's process was heard
+	// from at when.
+	TouchEndpointProcess(ctx context.Context, endpointID, processID string, at time.Time) error
+	// OpenTunnel records a live tunnel unless its endpoint already carries
+	// max tunnels (KindLimit), counting only tunnels whose processes were
+	// heard from at or after staleBefore; the others are forgotten. Every
+	// process of an endpoint shares the one count, atomically. A tunnel id
+	// already recorded is KindExists. The process opening the tunnel
+	// counts as heard from at t.OpenedAt.
+	OpenTunnel(ctx context.Context, t *LiveTunnel, max int, staleBefore time.Time) error
+	// CloseTunnel forgets a live tunnel and returns it (KindNotFound when
+	// it is not recorded, or was forgotten).
+	CloseTunnel(ctx context.Context, id string) (*LiveTunnel, error)
+	// CountTunnels returns how many live tunnels each endpoint carries,
+	// counted as OpenTunnel counts them; endpoints without any are absent.
+	CountTunnels(ctx context.Context, staleBefore time.Time) (map[string]int, error)
+
 	CreateActivation(ctx context.Context, a *Activation) error
 	GetActivation(ctx context.Context, id string) (*Activation, error)
 	ListActivations(ctx context.Context) ([]Activation, error)

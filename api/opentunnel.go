@@ -132,6 +132,12 @@ func sameHost(signed, dnsName string) bool {
 	return dnsName != "" && norm(signed) == norm(dnsName)
 }
 
+// TunnelReserver takes an authorized tunnel's place in its endpoint's
+// connection limit before the decision is audited; its error (a
+// KindLimit TooManyTunnels) refuses the tunnel, audited as such. release
+// gives the place back when the tunnel is refused after all.
+type TunnelReserver func(t *endpointproto.Tunnel) (release func(), err error)
+
 // AuthorizeTunnel decides an OpenTunnel handshake that reached endpoint ep:
 // it verifies the SigV4 presignature (service ec2-instance-connect, this
 // region, at most 60 seconds, used from one source address only, signed
@@ -140,7 +146,7 @@ func sameHost(signed, dnsName string) bool {
 // ec2-instance-connect:OpenTunnel on ep's ARN with the request's condition
 // keys and aws:SourceIp, and audits the decision. A refusal carries the
 // HTTP status, AWS error code and message for the client.
-func (s *Server) AuthorizeTunnel(ctx context.Context, ep *postern.Endpoint, in endpointproto.AuthorizeRequest) endpointproto.AuthorizeResponse {
+func (s *Server) AuthorizeTunnel(ctx context.Context, ep *postern.Endpoint, in endpointproto.AuthorizeRequest, reserve TunnelReserver) endpointproto.AuthorizeResponse {
 	c := &call{s: s, ctx: ctx, start: s.now(), id: newRequestID(), svc: s.eicTunnelService(), opName: "OpenTunnel", op: &operation{}}
 	c.params = map[string]any{}
 	r, err := tunnelHTTPRequest(ctx, in)
@@ -150,11 +156,18 @@ func (s *Server) AuthorizeTunnel(ctx context.Context, ep *postern.Endpoint, in e
 		var t *endpointproto.Tunnel
 		if t, err = c.openTunnel(ep); err == nil {
 			t.SourceIP = c.env.SourceIP.String()
-			if err = c.record(nil); err == nil {
-				return endpointproto.AuthorizeResponse{Allowed: true, Tunnel: t}
+			release := func() {}
+			if reserve != nil {
+				release, err = reserve(t)
 			}
-			s.log.Error("audit write failed; refusing the tunnel", "request_id", c.id, "err", err)
-			return endpointproto.AuthorizeResponse{Error: tunnelError(postern.Internal(err, "audit write failed"))}
+			if err == nil {
+				if err = c.record(nil); err == nil {
+					return endpointproto.AuthorizeResponse{Allowed: true, Tunnel: t}
+				}
+				release()
+				s.log.Error("audit write failed; refusing the tunnel", "request_id", c.id, "err", err)
+				return endpointproto.AuthorizeResponse{Error: tunnelError(postern.Internal(err, "audit write failed"))}
+			}
 		}
 	} else {
 		// An unparseable request still gets audited, as far as it goes.
@@ -299,7 +312,7 @@ func tunnelError(err error) *endpointproto.TunnelError {
 	we := toWire(protoJSON, err)
 	status := we.Status
 	var pe *postern.Error
-	if errors.As(err, &pe) && pe.Kind == postern.KindThrottled {
+	if errors.As(err, &pe) && (pe.Kind == postern.KindThrottled || pe.Kind == postern.KindLimit) {
 		status = http.StatusTooManyRequests
 	}
 	return &endpointproto.TunnelError{Status: status, ErrorCode: we.Code, Message: we.Message}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/coder/websocket"
@@ -55,7 +56,7 @@ func (e *Endpoint) control(ctx context.Context) error {
 // the endpoint is deleted.
 func (e *Endpoint) controlSession(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(ctx, controlDialTimeout)
-	c, err := e.srv.dial(dctx, endpointproto.ControlPath, nil, nil)
+	c, err := e.srv.dial(dctx, endpointproto.ControlPath, url.Values{endpointproto.ParamProcess: {e.process}}, nil)
 	cancel()
 	var ce *callError
 	if errors.As(err, &ce) && ce.Status == http.StatusGone {

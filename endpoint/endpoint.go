@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,7 +52,9 @@ var ErrDeleted = errors.New("the Instance Connect Endpoint was deleted; its tunn
 // Config configures an endpoint. The command layer fills it in and
 // validates flags; New checks what the package itself depends on.
 type Config struct {
-	// Server is the server's base URL (https://host:port).
+	// Server is the server's base URL (https://host:port), or several
+	// replicas' URLs separated by commas: the endpoint uses the first it
+	// can reach.
 	Server string
 	// Credential is the endpoint's join credential, sent as a bearer token
 	// on every call. It is never logged.
@@ -107,6 +110,9 @@ type Endpoint struct {
 	log     *slog.Logger
 	srv     *serverClient
 	tunnels *tunnels
+	// process names this process among the endpoint's processes, which
+	// share its connection limit at the server.
+	process string
 
 	mu       sync.Mutex
 	settings endpointproto.Settings
@@ -131,10 +137,14 @@ func New(cfg Config) (*Endpoint, error) {
 	if cfg.Credential == "" {
 		return nil, errors.New("the endpoint's join credential is required")
 	}
-	if !strings.HasPrefix(cfg.Server, "https://") && !strings.HasPrefix(cfg.Server, "http://") {
-		return nil, fmt.Errorf("server URL %q: want https://host:port", cfg.Server)
+	var servers []string
+	for _, u := range strings.Split(cfg.Server, ",") {
+		u = strings.TrimRight(strings.TrimSpace(u), "/")
+		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+			return nil, fmt.Errorf("server URL %q: want https://host:port", u)
+		}
+		servers = append(servers, u)
 	}
-	cfg.Server = strings.TrimRight(cfg.Server, "/")
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
 	}
@@ -163,7 +173,8 @@ func New(cfg Config) (*Endpoint, error) {
 	e := &Endpoint{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		srv:     &serverClient{base: cfg.Server, credential: cfg.Credential, hc: cfg.HTTPClient},
+		srv:     &serverClient{bases: servers, credential: cfg.Credential, hc: cfg.HTTPClient},
+		process: uuid.NewString(),
 		tunnels: newTunnels(DefaultMaxConnections),
 		reports: context.Background(),
 	}

@@ -47,6 +47,7 @@ func (e *Endpoint) openTunnel(w http.ResponseWriter, r *http.Request) {
 	var dec endpointproto.AuthorizeResponse
 	h, err := e.srv.call(s.ctx, endpointproto.AuthorizePath, endpointproto.AuthorizeRequest{
 		Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, SourceIP: sourceIP(r.RemoteAddr), UserAgent: r.UserAgent(),
+		Process: e.process,
 	}, &dec)
 	requestID := ""
 	if h != nil {

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -21,11 +22,27 @@ import (
 const maxResponse = 1 << 20
 
 // serverClient makes the endpoint's calls to the server, each with the
-// join credential as a bearer token.
+// join credential as a bearer token. With several server replicas it uses
+// one until it cannot be reached, then moves to the next.
 type serverClient struct {
-	base       string
+	bases      []string
+	next       atomic.Uint32 // index into bases of the one in use
 	credential string
 	hc         *http.Client
+}
+
+// base returns the server URL in use.
+func (c *serverClient) base() (string, uint32) {
+	i := c.next.Load()
+	return c.bases[int(i)%len(c.bases)], i
+}
+
+// unreachable moves past the server in use i, unless another call moved
+// already.
+func (c *serverClient) unreachable(i uint32) {
+	if len(c.bases) > 1 {
+		c.next.CompareAndSwap(i, i+1)
+	}
 }
 
 // callError is a call the server answered with an error status.
@@ -62,7 +79,8 @@ func (c *serverClient) call(ctx context.Context, path string, in, out any) (http
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
+	base, i := c.base()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +88,9 @@ func (c *serverClient) call(ctx context.Context, path string, in, out any) (http
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		if ctx.Err() == nil {
+			c.unreachable(i)
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()
@@ -100,7 +121,8 @@ func (c *serverClient) call(ctx context.Context, path string, in, out any) (http
 // dial opens a WebSocket to path (with query), without compression. extra
 // headers are added to the request.
 func (c *serverClient) dial(ctx context.Context, path string, query url.Values, extra http.Header) (*websocket.Conn, error) {
-	u := c.base + path
+	base, i := c.base()
+	u := base + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
@@ -122,6 +144,9 @@ func (c *serverClient) dial(ctx context.Context, path string, query url.Values, 
 				}
 			}
 			return nil, ce
+		}
+		if ctx.Err() == nil {
+			c.unreachable(i)
 		}
 		return nil, err
 	}

@@ -31,6 +31,24 @@ import (
 	"github.com/postern-dev/postern"
 )
 
+// ParamProcess, on ControlPath, names the endpoint process: several
+// processes may serve one endpoint, sharing its connection limit. A
+// process draws a random name at start.
+const ParamProcess = "process"
+
+// ValidProcess reports whether p is an acceptable process name.
+func ValidProcess(p string) bool {
+	if p == "" || len(p) > 64 {
+		return false
+	}
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
 // Paths on the server.
 const (
 	JoinPath      = "/postern/endpoint/join"
@@ -132,6 +150,9 @@ type AuthorizeRequest struct {
 	Host      string `json:"host"`
 	SourceIP  string `json:"sourceIp"`
 	UserAgent string `json:"userAgent,omitempty"`
+	// Process names the endpoint process that will carry the tunnel (see
+	// ParamProcess).
+	Process string `json:"process,omitempty"`
 }
 
 // Tunnel is an authorized tunnel: what to dial and for how long.

@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket/wsjson"
 
 	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/api"
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/endpointproto"
 	"github.com/postern-dev/postern/pki"
@@ -26,20 +27,20 @@ import (
 // dial the target and the server back.
 const relayWait = 20 * time.Second
 
-// endpointHub holds the control sessions of connected endpoint processes
-// and the tunnels they carry.
+// endpointHub holds the control sessions of the endpoint processes
+// connected to this replica, and the relayed tunnels waiting for their
+// endpoint's dial-back. Live tunnels are counted in the store, where every
+// process and replica shares the count.
 type endpointHub struct {
 	mu       sync.Mutex
-	sessions map[string]*endpointSession   // by endpoint id
-	tunnels  map[string]liveTunnel         // by tunnel id, until its close record
-	relays   map[string]chan relayDialBack // by tunnel id, while the server waits
+	sessions map[string]map[string]*endpointSession // by endpoint id, then process
+	relays   map[string]relayWaiter                 // by tunnel id, while the server waits
 }
 
-// liveTunnel is an authorized tunnel, kept for its close record.
-type liveTunnel struct {
+// relayWaiter is a relayed tunnel waiting for its endpoint's dial-back.
+type relayWaiter struct {
 	endpointID string
-	tunnel     endpointproto.Tunnel
-	at         time.Time
+	back       chan relayDialBack
 }
 
 // relayDialBack is what the endpoint answered to a dial: a WebSocket to
@@ -53,23 +54,26 @@ type relayDialBack struct {
 // endpointSession is one endpoint process's control connection.
 type endpointSession struct {
 	endpointID string
+	process    string
 	send       chan endpointproto.Control
 	closed     chan struct{}
 }
 
+// Endpoint processes are heard from (their control connection is alive)
+// every processTouch; one not heard from for processStale is gone, and the
+// tunnels it carried stop counting against the connection limit.
+const (
+	processTouch = 5 * time.Second
+	processStale = 3 * processTouch
+)
+
 func newEndpointHub() *endpointHub {
-	return &endpointHub{sessions: map[string]*endpointSession{}, tunnels: map[string]liveTunnel{}, relays: map[string]chan relayDialBack{}}
+	return &endpointHub{sessions: map[string]map[string]*endpointSession{}, relays: map[string]relayWaiter{}}
 }
 
-// tell queues msg for the endpoint's process; it reports false when the
-// process is not connected (to this replica).
-func (h *endpointHub) tell(id string, msg endpointproto.Control) bool {
-	h.mu.Lock()
-	sess := h.sessions[id]
-	h.mu.Unlock()
-	if sess == nil {
-		return false
-	}
+// deliver queues msg for one session; it reports false when the session
+// has closed.
+func (sess *endpointSession) deliver(msg endpointproto.Control) bool {
 	select {
 	case sess.send <- msg:
 		return true
@@ -78,17 +82,56 @@ func (h *endpointHub) tell(id string, msg endpointproto.Control) bool {
 	}
 }
 
-// remember keeps an authorized tunnel until its close record, forgetting
-// tunnels older than any tunnel may live (their endpoint never reported).
-func (h *endpointHub) remember(endpointID string, t endpointproto.Tunnel, now time.Time) {
+// tell queues msg for every process of the endpoint connected here; it
+// reports false when none is.
+func (h *endpointHub) tell(id string, msg endpointproto.Control) bool {
+	h.mu.Lock()
+	var sessions []*endpointSession
+	for _, sess := range h.sessions[id] {
+		sessions = append(sessions, sess)
+	}
+	h.mu.Unlock()
+	told := false
+	for _, sess := range sessions {
+		told = sess.deliver(msg) || told
+	}
+	return told
+}
+
+// pick returns one process of the endpoint connected here, at random, or
+// nil.
+func (h *endpointHub) pick(id string) *endpointSession {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for id, lt := range h.tunnels {
-		if now.Sub(lt.at) > time.Duration(lt.tunnel.MaxDuration)*time.Second+time.Hour {
-			delete(h.tunnels, id)
-		}
+	for _, sess := range h.sessions[id] { // map order is random
+		return sess
 	}
-	h.tunnels[t.ID] = liveTunnel{endpointID: endpointID, tunnel: t, at: now}
+	return nil
+}
+
+// reserveTunnel returns a TunnelReserver that counts a tunnel carried by
+// process against ep's connection limit, shared by all its processes.
+func (s *Server) reserveTunnel(ep *postern.Endpoint, process string) api.TunnelReserver {
+	return func(t *endpointproto.Tunnel) (func(), error) {
+		detail, err := json.Marshal(t)
+		if err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		lt := &postern.LiveTunnel{ID: t.ID, EndpointID: ep.ID, ProcessID: process, OpenedAt: now, Detail: detail}
+		if err := s.store.OpenTunnel(s.baseCtx, lt, ep.MaxConnections, now.Add(-processStale)); err != nil {
+			return nil, err
+		}
+		return func() { s.forgetTunnel(t.ID) }, nil
+	}
+}
+
+// forgetTunnel gives back the place of a tunnel that never got going (its
+// endpoint will not report it closed).
+func (s *Server) forgetTunnel(id string) {
+	if _, err := s.store.CloseTunnel(context.WithoutCancel(s.baseCtx), id); err != nil && !postern.IsKind(err, postern.KindNotFound) {
+		s.log.Warn("cannot give back a tunnel's place", "tunnel", id, "err", err)
+	}
 }
 
 // onEndpointChange tells an endpoint's process of new settings or of its
@@ -260,24 +303,44 @@ func (s *Server) handleEndpointControl(w http.ResponseWriter, r *http.Request) {
 			Message: "Instance Connect Endpoint " + ep.ID + " was deleted"})
 		return
 	}
+	process := r.URL.Query().Get(endpointproto.ParamProcess)
+	if process == "" {
+		process = "default" // an endpoint process older than replicas
+	}
+	if !endpointproto.ValidProcess(process) {
+		writeJSON(w, http.StatusBadRequest, endpointproto.ErrorResponse{Code: "ValidationException",
+			Message: "the process name must be 1 to 64 letters, digits, - or _"})
+		return
+	}
+	if err := s.store.TouchEndpointProcess(r.Context(), ep.ID, process, time.Now()); err != nil {
+		s.log.Error("cannot record an endpoint process", "endpoint", ep.ID, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, endpointproto.ErrorResponse{Code: "ServiceException", Message: "internal error"})
+		return
+	}
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		return
 	}
 	c.SetReadLimit(64 << 10)
-	sess := &endpointSession{endpointID: ep.ID, send: make(chan endpointproto.Control, 64), closed: make(chan struct{})}
+	sess := &endpointSession{endpointID: ep.ID, process: process, send: make(chan endpointproto.Control, 64), closed: make(chan struct{})}
 	h := s.endpoints
 	h.mu.Lock()
-	old := h.sessions[ep.ID]
-	h.sessions[ep.ID] = sess
+	if h.sessions[ep.ID] == nil {
+		h.sessions[ep.ID] = map[string]*endpointSession{}
+	}
+	old := h.sessions[ep.ID][process]
+	h.sessions[ep.ID][process] = sess
 	h.mu.Unlock()
 	if old != nil {
-		s.log.Warn("an endpoint process replaced another's control connection", "endpoint", ep.ID)
+		s.log.Warn("an endpoint process replaced its own earlier control connection", "endpoint", ep.ID, "process", process)
 	}
 	defer func() {
 		h.mu.Lock()
-		if h.sessions[ep.ID] == sess {
-			delete(h.sessions, ep.ID)
+		if h.sessions[ep.ID][process] == sess {
+			delete(h.sessions[ep.ID], process)
+			if len(h.sessions[ep.ID]) == 0 {
+				delete(h.sessions, ep.ID)
+			}
 		}
 		h.mu.Unlock()
 		close(sess.closed)
@@ -308,7 +371,9 @@ func (s *Server) handleEndpointControl(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
-	ping := time.NewTicker(30 * time.Second)
+	// A process that answers pings is alive: record it, so that its
+	// tunnels keep counting against the endpoint's limit.
+	ping := time.NewTicker(processTouch)
 	defer ping.Stop()
 	for {
 		select {
@@ -324,12 +389,15 @@ func (s *Server) handleEndpointControl(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-ping.C:
-			pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+			pctx, pcancel := context.WithTimeout(ctx, processTouch)
 			err := c.Ping(pctx)
 			pcancel()
 			if err != nil {
 				c.CloseNow()
 				return
+			}
+			if err := s.store.TouchEndpointProcess(ctx, ep.ID, process, time.Now()); err != nil {
+				s.log.Warn("cannot record an endpoint process", "endpoint", ep.ID, "process", process, "err", err)
 			}
 		}
 	}
@@ -346,10 +414,16 @@ func (s *Server) handleEndpointAuthorize(w http.ResponseWriter, r *http.Request)
 	if !readJSON(w, r, &req) {
 		return
 	}
-	resp := s.api.AuthorizeTunnel(r.Context(), ep, req)
-	if resp.Allowed {
-		s.endpoints.remember(ep.ID, *resp.Tunnel, time.Now())
+	process := req.Process
+	if process == "" {
+		process = "default"
 	}
+	if !endpointproto.ValidProcess(process) {
+		writeJSON(w, http.StatusBadRequest, endpointproto.ErrorResponse{Code: "ValidationException",
+			Message: "the process name must be 1 to 64 letters, digits, - or _"})
+		return
+	}
+	resp := s.api.AuthorizeTunnel(r.Context(), ep, req, s.reserveTunnel(ep, process))
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -363,16 +437,16 @@ func (s *Server) handleEndpointClosed(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &cl) {
 		return
 	}
-	h := s.endpoints
-	h.mu.Lock()
-	lt, known := h.tunnels[cl.TunnelID]
-	if known && lt.endpointID == ep.ID {
-		delete(h.tunnels, cl.TunnelID)
-	}
-	h.mu.Unlock()
+	// The tunnel was counted when it was authorized, by whichever
+	// replica did it.
 	var t *endpointproto.Tunnel
-	if known && lt.endpointID == ep.ID {
-		t = &lt.tunnel
+	if lt, err := s.store.CloseTunnel(r.Context(), cl.TunnelID); err == nil && lt.EndpointID == ep.ID {
+		var opened endpointproto.Tunnel
+		if json.Unmarshal(lt.Detail, &opened) == nil {
+			t = &opened
+		}
+	} else if err != nil && !postern.IsKind(err, postern.KindNotFound) {
+		s.log.Warn("cannot give back a closed tunnel's place", "endpoint", ep.ID, "tunnel", cl.TunnelID, "err", err)
 	}
 	if err := s.api.RecordTunnelClosed(context.WithoutCancel(r.Context()), ep, t, cl); err != nil {
 		s.log.Error("recording a tunnel close failed", "endpoint", ep.ID, "err", err)
@@ -397,26 +471,32 @@ func (s *Server) handleOpenTunnel(w http.ResponseWriter, r *http.Request) {
 			Message: "The Instance Connect Endpoint in " + endpointproto.ParamEndpointID + " does not exist or is being deleted"})
 		return
 	}
+	// One of the endpoint's processes connected here carries the tunnel.
+	h := s.endpoints
+	sess := h.pick(ep.ID)
+	process := "none"
+	if sess != nil {
+		process = sess.process
+	}
 	resp := s.api.AuthorizeTunnel(r.Context(), ep, endpointproto.AuthorizeRequest{
-		Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, SourceIP: sourceAddr(r), UserAgent: r.UserAgent(),
-	})
+		Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, SourceIP: sourceAddr(r), UserAgent: r.UserAgent(), Process: process,
+	}, s.reserveTunnel(ep, process))
 	if !resp.Allowed {
 		refuse(resp.Error)
 		return
 	}
 	t := resp.Tunnel
-	h := s.endpoints
 	back := make(chan relayDialBack, 1)
 	h.mu.Lock()
-	h.relays[t.ID] = back
+	h.relays[t.ID] = relayWaiter{endpointID: ep.ID, back: back}
 	h.mu.Unlock()
 	defer func() {
 		h.mu.Lock()
 		delete(h.relays, t.ID)
 		h.mu.Unlock()
 	}()
-	h.remember(ep.ID, *t, time.Now())
-	if !h.tell(ep.ID, endpointproto.Control{Type: endpointproto.ControlDial, Dial: t}) {
+	if sess == nil || !sess.deliver(endpointproto.Control{Type: endpointproto.ControlDial, Dial: t}) {
+		s.forgetTunnel(t.ID)
 		refuse(&endpointproto.TunnelError{Status: http.StatusServiceUnavailable, ErrorCode: "ServiceUnavailableException",
 			Message: "Instance Connect Endpoint " + ep.ID + " is not connected to the server; is its process running?", RequestID: t.ID})
 		return
@@ -427,10 +507,12 @@ func (s *Server) handleOpenTunnel(w http.ResponseWriter, r *http.Request) {
 	select {
 	case leg = <-back:
 	case <-timer.C:
+		s.forgetTunnel(t.ID)
 		refuse(&endpointproto.TunnelError{Status: http.StatusGatewayTimeout, ErrorCode: "ServiceUnavailableException",
 			Message: "Instance Connect Endpoint " + ep.ID + " did not answer in time", RequestID: t.ID})
 		return
 	case <-r.Context().Done():
+		s.forgetTunnel(t.ID)
 		return
 	}
 	if leg.err != nil {
@@ -456,13 +538,13 @@ func (s *Server) handleEndpointRelay(w http.ResponseWriter, r *http.Request) {
 	id := r.URL.Query().Get("tunnel")
 	h := s.endpoints
 	h.mu.Lock()
-	back, waiting := h.relays[id]
-	lt := h.tunnels[id]
-	if waiting {
+	waiter, waiting := h.relays[id]
+	if waiting && waiter.endpointID == ep.ID {
 		delete(h.relays, id)
 	}
 	h.mu.Unlock()
-	if !waiting || lt.endpointID != ep.ID {
+	back := waiter.back
+	if !waiting || waiter.endpointID != ep.ID {
 		writeJSON(w, http.StatusNotFound, endpointproto.ErrorResponse{Code: "NotFound", Message: "no relayed tunnel waits under this id"})
 		return
 	}

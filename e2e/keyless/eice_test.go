@@ -131,6 +131,9 @@ type eiceWorld struct {
 	endpointID     string
 	credentialFile string
 	endpoint       *proc
+	// tunnelHost is where clients open tunnels: the endpoint in listen
+	// mode, the server in relay mode.
+	tunnelHost string
 }
 
 // TestEndpointTunnels is issue 4's "Done when" end to end: a private
@@ -138,6 +141,7 @@ type eiceWorld struct {
 // and then in relay mode.
 func TestEndpointTunnels(t *testing.T) {
 	w := &eiceWorld{world: buildWorld(t, true, "")}
+	w.tunnelHost = w.edgeIP + ":8443"
 	w.createActivation(t)
 	if r := w.register(t, w.activationCode, w.stateDir); r.Code != 0 {
 		t.Fatalf("agent register: %s", r)
@@ -178,7 +182,9 @@ func TestEndpointTunnels(t *testing.T) {
 	}
 	must(t, "ip", "-n", w.clientNS, "link", "set", w.clientLink, "down")
 	w.startEndpoint(t, "relay")
+	w.tunnelHost = strings.TrimPrefix(w.URL, "https://")
 	t.Run("RelayModeSSH", w.testPosternSSH)
+	t.Run("ProcessesShareTheLimit", w.testProcessesShareTheLimit)
 }
 
 // createEndpoint creates the endpoint in the instance's subnet and keeps
@@ -204,6 +210,12 @@ func (w *eiceWorld) createEndpoint(t *testing.T) {
 // waits until the server shows it joined where mode puts it.
 func (w *eiceWorld) startEndpoint(t *testing.T, mode string) {
 	t.Helper()
+	w.endpoint = w.startEndpointProc(t, mode)
+}
+
+// startEndpointProc starts one endpoint process (of possibly several).
+func (w *eiceWorld) startEndpointProc(t *testing.T, mode string) *proc {
+	t.Helper()
 	args := []string{posternBin, "endpoint", "run", "--server", w.URL, "--credential-file", w.credentialFile,
 		"--ca-bundle", w.env["AWS_CA_BUNDLE"], "--mode", mode}
 	wantDNS := strings.TrimPrefix(w.URL, "https://")
@@ -212,10 +224,10 @@ func (w *eiceWorld) startEndpoint(t *testing.T, mode string) {
 		args = append(args, "--listen", wantDNS)
 	}
 	argv := append([]string{"ip", "netns", "exec", w.edgeNS}, args...)
-	w.endpoint = startProc(t, "postern endpoint "+mode, cleanEnv(t.TempDir(), nil), argv...)
+	p := startProc(t, "postern endpoint "+mode, cleanEnv(t.TempDir(), nil), argv...)
 	waitFor(t, "the endpoint to join in "+mode+" mode", 30*time.Second, func() bool {
-		if w.endpoint.hasExited() {
-			t.Fatalf("postern endpoint run exited:\n%s", w.endpoint.Stderr)
+		if p.hasExited() {
+			t.Fatalf("postern endpoint run exited:\n%s", p.Stderr)
 		}
 		var out struct {
 			InstanceConnectEndpoints []struct{ State, DnsName string }
@@ -224,6 +236,7 @@ func (w *eiceWorld) startEndpoint(t *testing.T, mode string) {
 		return len(out.InstanceConnectEndpoints) == 1 && out.InstanceConnectEndpoints[0].State == "create-complete" &&
 			out.InstanceConnectEndpoints[0].DnsName == wantDNS
 	})
+	p.await(t, 0, "control connection open", 30*time.Second)
 	if mode == "listen" {
 		waitFor(t, "the endpoint's listener", 30*time.Second, func() bool {
 			c, err := net.DialTimeout("tcp", w.edgeIP+":8443", time.Second)
@@ -233,6 +246,7 @@ func (w *eiceWorld) startEndpoint(t *testing.T, mode string) {
 			return err == nil
 		})
 	}
+	return p
 }
 
 // testPrivateIsUnreachable: from the client, plain ssh to the private
@@ -355,7 +369,7 @@ func (w *eiceWorld) tunnelURL(t *testing.T, keyID, secret string, port, maxDurat
 	if maxDuration > 0 {
 		q.Set("maxTunnelDuration", strconv.Itoa(maxDuration))
 	}
-	req, _ := http.NewRequest(http.MethodGet, "wss://"+w.edgeIP+":8443/openTunnel?"+q.Encode(), nil)
+	req, _ := http.NewRequest(http.MethodGet, "wss://"+w.tunnelHost+"/openTunnel?"+q.Encode(), nil)
 	empty := sha256.Sum256(nil)
 	signed, _, err := v4.NewSigner().PresignHTTP(context.Background(), aws.Credentials{AccessKeyID: keyID, SecretAccessKey: secret},
 		req, hex.EncodeToString(empty[:]), "ec2-instance-connect", region, time.Now())
@@ -563,4 +577,79 @@ func (w *eiceWorld) testPolicyCapsDuration(t *testing.T) {
 		t.Fatalf("a 600 s tunnel within the policy: %v", err)
 	}
 	c.Close(websocket.StatusNormalClosure, "")
+}
+
+// testProcessesShareTheLimit runs a second relay-mode process for the
+// endpoint: the 20 tunnels of its limit split between the two, the 21st
+// is refused; when one process is killed with SIGKILL its tunnels stop
+// counting within the server's bound, and the limit is whole again.
+func (w *eiceWorld) testProcessesShareTheLimit(t *testing.T) {
+	second := w.startEndpointProc(t, "relay")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	keyID, secret := w.env["AWS_ACCESS_KEY_ID"], w.env["AWS_SECRET_ACCESS_KEY"]
+	open := func(what string) (net.Conn, error) {
+		c, _, err := w.dialTunnel(ctx, w.tunnelURL(t, keyID, secret, 22, 0))
+		if err != nil {
+			return nil, err
+		}
+		nc := websocket.NetConn(ctx, c, websocket.MessageBinary)
+		line, err := bufio.NewReader(nc).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "SSH-2.0-") {
+			nc.Close()
+			return nil, fmt.Errorf("%s: sshd's banner %q, %v", what, line, err)
+		}
+		return nc, nil
+	}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range 20 {
+		c, err := open(fmt.Sprintf("tunnel %d of 20", i+1))
+		if err != nil {
+			t.Fatalf("tunnel %d of 20 across two processes: %v", i+1, err)
+		}
+		conns = append(conns, c)
+	}
+	first, other := strings.Count(w.endpoint.Stderr.String(), `msg="tunnel open"`), strings.Count(second.Stderr.String(), `msg="tunnel open"`)
+	if first == 0 || other == 0 || first+other < 20 {
+		t.Errorf("the 20 tunnels split %d / %d between the processes; want both to carry some", first, other)
+	}
+	wantTooMany := func(what string) {
+		t.Helper()
+		_, resp, err := w.dialTunnel(ctx, w.tunnelURL(t, keyID, secret, 22, 0))
+		if err == nil {
+			t.Fatalf("%s was opened", what)
+		}
+		if resp == nil || resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(err.Error(), "TooManyTunnels") || !strings.Contains(err.Error(), "20") {
+			t.Fatalf("%s: %v; want 429 TooManyTunnels naming the limit of 20", what, err)
+		}
+	}
+	wantTooMany("a 21st tunnel across two processes")
+
+	// The second process dies without a word: its tunnels end, and once
+	// the server has not heard from it for its bound they stop counting.
+	if err := second.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	var c net.Conn
+	waitFor(t, "a tunnel in the place of the killed process's", 60*time.Second, func() bool {
+		var err error
+		c, err = open("a tunnel after the kill")
+		return err == nil
+	})
+	conns = append(conns, c)
+	t.Logf("the killed process's %d tunnels stopped counting %s after the kill", other, time.Since(killed).Round(100*time.Millisecond))
+	for i := 1; i < other; i++ {
+		c, err := open("a tunnel after the kill")
+		if err != nil {
+			t.Fatalf("tunnel %d of the %d freed by the kill: %v", i+1, other, err)
+		}
+		conns = append(conns, c)
+	}
+	wantTooMany("a 21st tunnel after the kill")
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -247,4 +248,111 @@ func (s *Store) CompleteEndpointDeletion(ctx context.Context, id string) error {
 		_, err = tx.ExecContext(ctx, `UPDATE endpoints SET state = ? WHERE id = ?`, postern.EndpointDeleteComplete, id)
 		return err
 	})
+}
+
+// TouchEndpointProcess records that an endpoint's process was heard from.
+func (s *Store) TouchEndpointProcess(ctx context.Context, endpointID, processID string, at time.Time) error {
+	when, err := timeArg(at)
+	if err != nil || when == nil {
+		return postern.Invalidf("a process needs a time it was seen")
+	}
+	return s.writeTx(ctx, "record an endpoint process", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO endpoint_processes (endpoint_id, process_id, seen_at) VALUES (?, ?, ?)
+			ON CONFLICT (endpoint_id, process_id) DO UPDATE SET seen_at = excluded.seen_at`, endpointID, processID, when)
+		return err
+	})
+}
+
+// liveTunnelsWhere selects the tunnels whose processes are not stale.
+const liveTunnelsWhere = ` EXISTS (SELECT 1 FROM endpoint_processes p
+	WHERE p.endpoint_id = t.endpoint_id AND p.process_id = t.process_id AND p.seen_at >= ?)`
+
+// OpenTunnel records a live tunnel within its endpoint's limit.
+func (s *Store) OpenTunnel(ctx context.Context, t *postern.LiveTunnel, max int, staleBefore time.Time) error {
+	if t == nil || t.ID == "" || t.EndpointID == "" || t.ProcessID == "" {
+		return postern.Invalidf("a live tunnel needs an id, an endpoint and a process")
+	}
+	opened, err := timeArg(t.OpenedAt)
+	if err != nil || opened == nil {
+		return postern.Invalidf("a live tunnel needs the time it opened")
+	}
+	stale, err := timeArg(staleBefore)
+	if err != nil {
+		return err
+	}
+	return s.writeTx(ctx, "record a tunnel", func(tx *sql.Tx) error {
+		// The process asking is alive.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO endpoint_processes (endpoint_id, process_id, seen_at) VALUES (?, ?, ?)
+			ON CONFLICT (endpoint_id, process_id) DO UPDATE SET seen_at = CASE WHEN excluded.seen_at > endpoint_processes.seen_at THEN excluded.seen_at ELSE endpoint_processes.seen_at END`,
+			t.EndpointID, t.ProcessID, opened); err != nil {
+			return err
+		}
+		// Forget the tunnels of processes that went silent: they died.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM endpoint_tunnels AS t WHERE t.endpoint_id = ? AND NOT`+liveTunnelsWhere, t.EndpointID, stale); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM endpoint_tunnels WHERE endpoint_id = ?`, t.EndpointID).Scan(&n); err != nil {
+			return err
+		}
+		if n >= max {
+			return &postern.Error{Kind: postern.KindLimit, Code: "TooManyTunnels",
+				Message: fmt.Sprintf("The Instance Connect Endpoint already carries its limit of %d concurrent tunnels; try again when one closes.", max)}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO endpoint_tunnels (id, endpoint_id, process_id, opened_at, detail) VALUES (?, ?, ?, ?, ?)`,
+			t.ID, t.EndpointID, t.ProcessID, opened, emptyIfNil(t.Detail))
+		if s.d.IsUnique(err) {
+			return postern.Existsf("tunnel %s is already recorded", t.ID)
+		}
+		return err
+	})
+}
+
+// CloseTunnel forgets a live tunnel and returns it.
+func (s *Store) CloseTunnel(ctx context.Context, id string) (*postern.LiveTunnel, error) {
+	var t postern.LiveTunnel
+	err := s.writeTx(ctx, "forget a tunnel", func(tx *sql.Tx) error {
+		var opened int64
+		err := tx.QueryRowContext(ctx, `SELECT id, endpoint_id, process_id, opened_at, detail FROM endpoint_tunnels WHERE id = ?`, id).
+			Scan(&t.ID, &t.EndpointID, &t.ProcessID, &opened, &t.Detail)
+		if errors.Is(err, sql.ErrNoRows) {
+			return postern.NotFoundf("tunnel %s is not live", id)
+		}
+		if err != nil {
+			return err
+		}
+		t.OpenedAt = time.Unix(0, opened).UTC()
+		_, err = tx.ExecContext(ctx, `DELETE FROM endpoint_tunnels WHERE id = ?`, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+// CountTunnels returns the live tunnels of each endpoint that has any.
+func (s *Store) CountTunnels(ctx context.Context, staleBefore time.Time) (map[string]int, error) {
+	stale, err := timeArg(staleBefore)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT t.endpoint_id, count(*) FROM endpoint_tunnels AS t WHERE`+liveTunnelsWhere+` GROUP BY t.endpoint_id`, stale)
+	if err != nil {
+		return nil, dbErr(ctx, err, "count tunnels")
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var id string
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, dbErr(ctx, err, "count tunnels")
+		}
+		out[id] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr(ctx, err, "count tunnels")
+	}
+	return out, nil
 }

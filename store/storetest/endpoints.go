@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -250,4 +251,85 @@ func testDeleteEndpoint(t *testing.T, s postern.Store) {
 		t.Errorf("after CompleteEndpointDeletion: state %s", e.State)
 	}
 	wantKind(t, s.CompleteEndpointDeletion(ctx, eiceC), postern.KindNotFound, "CompleteEndpointDeletion of a missing endpoint", eiceC)
+}
+
+func liveTunnel(id, endpoint, process string) *postern.LiveTunnel {
+	return &postern.LiveTunnel{ID: id, EndpointID: endpoint, ProcessID: process, OpenedAt: stamp(10), Detail: []byte(`{"target":"10.0.1.5"}`)}
+}
+
+// testLiveTunnels: the limit is shared by an endpoint's processes, a
+// closed tunnel frees its place, and a process gone silent stops counting.
+func testLiveTunnels(t *testing.T, s postern.Store) {
+	ctx := t.Context()
+	seen, stale := stamp(100), stamp(90) // processes seen at 100 count when stale is 90
+	for _, p := range []string{"p1", "p2"} {
+		ok(t, s.TouchEndpointProcess(ctx, eiceA, p, seen), "TouchEndpointProcess "+p)
+	}
+	ok(t, s.TouchEndpointProcess(ctx, eiceB, "p9", seen), "TouchEndpointProcess p9")
+	ok(t, s.OpenTunnel(ctx, liveTunnel("t1", eiceA, "p1"), 3, stale), "OpenTunnel t1")
+	ok(t, s.OpenTunnel(ctx, liveTunnel("t2", eiceA, "p2"), 3, stale), "OpenTunnel t2")
+	ok(t, s.OpenTunnel(ctx, liveTunnel("t3", eiceA, "p2"), 3, stale), "OpenTunnel t3")
+	wantKind(t, s.OpenTunnel(ctx, liveTunnel("t4", eiceA, "p1"), 3, stale), postern.KindLimit, "a 4th tunnel of a limit of 3", "3")
+	// Another endpoint has its own count.
+	ok(t, s.OpenTunnel(ctx, liveTunnel("t9", eiceB, "p9"), 1, stale), "OpenTunnel on another endpoint")
+	wantKind(t, s.OpenTunnel(ctx, liveTunnel("t1", eiceB, "p9"), 5, stale), postern.KindExists, "a tunnel id twice", "t1")
+
+	counts, err := s.CountTunnels(ctx, stale)
+	ok(t, err, "CountTunnels")
+	if counts[eiceA] != 3 || counts[eiceB] != 1 || len(counts) != 2 {
+		t.Errorf("CountTunnels = %v, want %s:3 %s:1", counts, eiceA, eiceB)
+	}
+
+	got, err := s.CloseTunnel(ctx, "t2")
+	ok(t, err, "CloseTunnel t2")
+	if got.ID != "t2" || got.EndpointID != eiceA || got.ProcessID != "p2" || string(got.Detail) != `{"target":"10.0.1.5"}` {
+		t.Errorf("CloseTunnel returned %+v", got)
+	}
+	sameTime(t, "closed tunnel's OpenedAt", got.OpenedAt, stamp(10))
+	_, err = s.CloseTunnel(ctx, "t2")
+	wantKind(t, err, postern.KindNotFound, "closing a tunnel twice", "t2")
+	ok(t, s.OpenTunnel(ctx, liveTunnel("t4", eiceA, "p1"), 3, stale), "OpenTunnel t4 after a close")
+
+	// p2 goes silent: once its last sighting is stale, its tunnel (t3)
+	// stops counting and is forgotten.
+	ok(t, s.TouchEndpointProcess(ctx, eiceA, "p1", stamp(200)), "TouchEndpointProcess p1 later")
+	later := stamp(150)
+	counts, err = s.CountTunnels(ctx, later)
+	ok(t, err, "CountTunnels later")
+	if counts[eiceA] != 2 {
+		t.Errorf("with p2 silent, %s counts %d tunnels, want p1's 2", eiceA, counts[eiceA])
+	}
+	ok(t, s.OpenTunnel(ctx, liveTunnel("t5", eiceA, "p1"), 3, later), "OpenTunnel t5 in the place of p2's tunnel")
+	_, err = s.CloseTunnel(ctx, "t3")
+	wantKind(t, err, postern.KindNotFound, "closing a forgotten tunnel", "t3")
+}
+
+// testLiveTunnelsConcurrent: however many processes open tunnels at once,
+// no more than the limit are recorded.
+func testLiveTunnelsConcurrent(t *testing.T, s postern.Store) {
+	ctx := t.Context()
+	const limit, tries = 5, 24
+	for p := range 4 {
+		ok(t, s.TouchEndpointProcess(ctx, eiceA, fmt.Sprint("p", p), stamp(100)), "TouchEndpointProcess")
+	}
+	errs := make(chan error, tries)
+	for i := range tries {
+		go func() {
+			errs <- s.OpenTunnel(ctx, liveTunnel(fmt.Sprint("t", i), eiceA, fmt.Sprint("p", i%4)), limit, stamp(90))
+		}()
+	}
+	opened := 0
+	for range tries {
+		err := <-errs
+		switch {
+		case err == nil:
+			opened++
+		case postern.IsKind(err, postern.KindLimit):
+		default:
+			t.Errorf("OpenTunnel: %v", err)
+		}
+	}
+	if opened != limit {
+		t.Errorf("%d of %d concurrent tunnels were recorded with a limit of %d", opened, tries, limit)
+	}
 }

@@ -81,6 +81,8 @@ func Run(t *testing.T, newStore func(t *testing.T) postern.Store) {
 		{"Endpoints", testEndpoints},
 		{"EndpointCreateConflicts", testEndpointCreateConflicts},
 		{"EndpointSettings", testEndpointSettings},
+		{"LiveTunnels", testLiveTunnels},
+		{"LiveTunnelsConcurrent", testLiveTunnelsConcurrent},
 		{"JoinEndpoint", testJoinEndpoint},
 		{"DeleteEndpoint", testDeleteEndpoint},
 		{"AuditAppend", testAuditAppend},
