@@ -135,14 +135,7 @@ func TestConsoleTerminal(t *testing.T) {
 // signs in and returns the session cookie.
 func (w *world) consoleUser(t *testing.T, name, policy, password string) string {
 	t.Helper()
-	w.mustPostern(t, "user", "create", name)
-	w.mustPostern(t, "policy", "put", "--user", name, "--name", "connect", "--document", policy)
-	cmd := command(t, nil, posternBin, "user", "set-password", "--password-stdin", name)
-	cmd.Env = cleanEnv(w.home, w.env)
-	cmd.Stdin = strings.NewReader(password + "\n")
-	if r := run(t, cmd); r.Code != 0 {
-		t.Fatalf("postern user set-password %s: %s", name, r)
-	}
+	w.consoleAccount(t, name, policy, password)
 	body, _ := json.Marshal(map[string]string{"user": name, "password": password})
 	req, err := http.NewRequest(http.MethodPost, w.URL+"/console/api/signin", bytes.NewReader(body))
 	if err != nil {
@@ -162,6 +155,19 @@ func (w *world) consoleUser(t *testing.T, name, policy, password string) string 
 	}
 	t.Fatalf("sign-in as %s: status %d and no session cookie", name, resp.StatusCode)
 	return ""
+}
+
+// consoleAccount creates an IAM user with a policy and a console password.
+func (w *world) consoleAccount(t *testing.T, name, policy, password string) {
+	t.Helper()
+	w.mustPostern(t, "user", "create", name)
+	w.mustPostern(t, "policy", "put", "--user", name, "--name", "connect", "--document", policy)
+	cmd := command(t, nil, posternBin, "user", "set-password", "--password-stdin", name)
+	cmd.Env = cleanEnv(w.home, w.env)
+	cmd.Stdin = strings.NewReader(password + "\n")
+	if r := run(t, cmd); r.Code != 0 {
+		t.Fatalf("postern user set-password %s: %s", name, r)
+	}
 }
 
 // dialTerminal opens the terminal WebSocket for osUser on the instance.

@@ -100,7 +100,7 @@ export function auditPage(r: Route): Page {
                     { 'data-event-id': ev.EventId },
                     h('td', null, fmtTime(new Date(ev.EventTime * 1000))),
                     h('td', null, open),
-                    h('td', null, ev.Username || ''),
+                    h('td', { class: 'nowrap' }, ev.Username || ''),
                     h('td', { class: 'mono' }, rec.sourceIPAddress || ''),
                     h('td', null, failed ? h('span', { class: 'badge bad', title: rec.errorMessage || '' }, rec.errorCode || 'Failure') : h('span', { class: 'badge ok' }, 'OK')),
                     h('td', { class: 'mono small-text' }, (ev.Resources || []).map((x) => h('div', null, x.ResourceName))),

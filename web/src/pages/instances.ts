@@ -127,12 +127,12 @@ export function instancesPage(r: Route): Page {
           h(
             'tr',
             { 'data-instance-id': i.id },
-            h('td', null, i.name || h('span', { class: 'muted' }, '—')),
-            h('td', { class: 'mono' }, i.id),
+            h('td', { class: 'nowrap' }, i.name || h('span', { class: 'muted' }, '—')),
+            h('td', { class: 'mono nowrap' }, i.id),
             h('td', null, stateBadge(i.state)),
-            h('td', { class: 'mono' }, i.privateIp),
-            h('td', { class: 'mono' }, i.publicIp),
-            h('td', { class: 'mono' }, i.subnet),
+            h('td', { class: 'mono nowrap' }, i.privateIp),
+            h('td', { class: 'mono nowrap' }, i.publicIp),
+            h('td', { class: 'mono nowrap' }, i.subnet),
             h(
               'td',
               { class: 'tags' },

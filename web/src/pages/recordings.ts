@@ -55,7 +55,7 @@ export function recordingsPage(r: Route): Page {
                 { 'data-recording-id': x.RecordingId },
                 h('td', null, fmtTime(date(x.StartTime))),
                 h('td', null, x.UserName),
-                h('td', { class: 'mono' }, x.InstanceId),
+                h('td', { class: 'mono nowrap' }, x.InstanceId),
                 h('td', null, x.OsUser),
                 h('td', { class: 'mono' }, x.SourceIp),
                 h('td', null, x.EndTime ? fmtDuration(x.EndTime - x.StartTime) : h('span', { class: 'badge warn' }, 'in progress'), x.Error ? h('span', { class: 'badge bad', title: x.Error }, 'error') : null),

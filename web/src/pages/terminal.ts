@@ -13,8 +13,12 @@ export function terminalPage(r: Route): Page {
   const osUser = r.params.get('osUser') ?? '';
   const stateEl = h('span', { class: 'state', id: 'term-state', 'data-state': 'connecting' }, 'Connecting…');
   const msgEl = h('span', { class: 'term-msg', id: 'term-message' });
+  // The server's own words under a plainer explanation, when there is one.
+  const detailEl = h('span', { class: 'term-detail', id: 'term-detail', hidden: true });
   const reconnect = h('button', { type: 'button', class: 'primary small', id: 'reconnect', hidden: true }, 'Reconnect');
-  const status = h('div', { class: 'term-status', role: 'status', 'aria-live': 'polite' }, stateEl, msgEl, reconnect);
+  // The terminal's size as the shell is told it, COLS×ROWS (what tput cols and tput lines print).
+  const sizeEl = h('span', { class: 'term-size mono', id: 'term-size', title: 'Terminal size: columns × rows' });
+  const status = h('div', { class: 'term-status', role: 'status', 'aria-live': 'polite' }, stateEl, h('span', { class: 'term-text' }, msgEl, detailEl), sizeEl, reconnect);
   const host = h('div', { class: 'term-host', id: 'terminal' });
   const el = h(
     'main',
@@ -44,11 +48,13 @@ export function terminalPage(r: Route): Page {
   let disposed = false;
   let gotError = false;
 
-  function setState(s: State, text: string, message = ''): void {
+  function setState(s: State, text: string, message = '', detail = ''): void {
     state = s;
     stateEl.dataset.state = s;
     stateEl.textContent = text;
     msgEl.textContent = message;
+    detailEl.textContent = detail;
+    detailEl.hidden = !detail;
     reconnect.hidden = !(s === 'closed' || s === 'lost' || s === 'error');
     host.classList.toggle('dimmed', s !== 'connected' && s !== 'connecting');
   }
@@ -60,6 +66,13 @@ export function terminalPage(r: Route): Page {
 
   function sendResize(): void {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'resize', cols: term.cols, rows: term.rows }));
+    showSize();
+  }
+
+  function showSize(): void {
+    sizeEl.textContent = `${term.cols}×${term.rows}`;
+    sizeEl.dataset.cols = String(term.cols);
+    sizeEl.dataset.rows = String(term.rows);
   }
 
   function connect(): void {
@@ -101,7 +114,8 @@ export function terminalPage(r: Route): Page {
           return;
         }
         gotError = true;
-        setState('error', errorTitle(m.code), m.message || m.code);
+        const plain = explain(m.code);
+        setState('error', errorTitle(m.code), plain || m.message || m.code, plain ? m.message || '' : '');
       }
     };
     sock.onclose = (ev) => {
@@ -115,6 +129,16 @@ export function terminalPage(r: Route): Page {
       else setState('lost', 'Connection lost', ev.reason || (state === 'connecting' ? 'Could not open the terminal (not signed in, or the server refused it).' : 'The connection to the server was lost.'));
       term.write('\r\n\x1b[2m[connection closed]\x1b[0m\r\n');
     };
+  }
+
+  // What a refusal means for the person in front of the page.
+  function explain(code: string): string {
+    switch (code) {
+      case 'AccessDenied':
+        return `Your policies do not allow you to connect to ${instanceId} as ${osUser} (ec2-instance-connect:SendSSHPublicKey). Ask an administrator for access, or try another OS user.`;
+      default:
+        return '';
+    }
   }
 
   term.onData((s) => send(enc.encode(s)));
