@@ -127,6 +127,9 @@ type xmlInstance struct {
 	PublicIP         string   `xml:"ipAddress,omitempty"`
 	Architecture     string   `xml:"architecture"`
 	Tags             []xmlTag `xml:"tagSet>item,omitempty"`
+	// LastHeartbeat is when the instance's agent was last heard from (a
+	// Postern extension; SDKs skip elements they do not know).
+	LastHeartbeat string `xml:"posternLastHeartbeat,omitempty"`
 }
 
 type xmlReservation struct {
@@ -142,6 +145,14 @@ func isIPv6(cidr string) bool {
 		}
 	}
 	return false
+}
+
+// optTime is ec2Time, or "" for the zero time.
+func optTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return ec2Time(t)
 }
 
 func ec2Time(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
@@ -224,6 +235,7 @@ func describeInstances(c *call) (any, error) {
 				PrivateDNSName: i.Hostname, InstanceType: "postern.managed", LaunchTime: ec2Time(i.LaunchTime),
 				AvailabilityZone: az, PlatformDetails: i.Platform, SubnetID: i.SubnetID, VpcID: i.VPCID,
 				PrivateIP: i.PrivateIP, PublicIP: i.PublicIP, Architecture: "x86_64", Tags: xmlTags(i.Tags),
+				LastHeartbeat: optTime(i.LastSeen),
 			}},
 		})
 	}

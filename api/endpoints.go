@@ -36,6 +36,9 @@ type xmlEndpoint struct {
 	AllowedPorts      []int `xml:"posternAllowedPortSet>item"`
 	MaxConnections    int   `xml:"posternMaxConnections"`
 	MaxTunnelDuration int64 `xml:"posternMaxTunnelDuration"`
+	// LiveTunnels is set by Describe: the tunnels open now, across the
+	// endpoint's processes.
+	LiveTunnels *int `xml:"posternLiveTunnels,omitempty"`
 }
 
 func (c *call) endpointARN(id string) string { return c.s.auth.EC2ARN("instance-connect-endpoint", id) }
@@ -159,9 +162,16 @@ func describeInstanceConnectEndpoints(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	live, err := c.s.auth.LiveTunnels(c.ctx)
+	if err != nil {
+		return nil, err
+	}
 	resp := &describeEndpointsResponse{Endpoints: []xmlEndpoint{}, NextToken: next}
 	for i := range es {
-		resp.Endpoints = append(resp.Endpoints, c.xmlEndpoint(&es[i]))
+		x := c.xmlEndpoint(&es[i])
+		n := live[es[i].ID]
+		x.LiveTunnels = &n
+		resp.Endpoints = append(resp.Endpoints, x)
 	}
 	return resp, nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/endpointproto"
 )
 
 // Endpoint limits.
@@ -457,4 +458,10 @@ func (a *Authority) CompleteEndpointDeletion(ctx context.Context, id string) err
 		return err
 	}
 	return incorrectState(a.store.CompleteEndpointDeletion(ctx, id))
+}
+
+// LiveTunnels returns how many tunnels each endpoint carries now, across
+// all of its processes (endpoints without any are absent).
+func (a *Authority) LiveTunnels(ctx context.Context) (map[string]int, error) {
+	return a.store.CountTunnels(ctx, time.Now().Add(-endpointproto.ProcessStale))
 }

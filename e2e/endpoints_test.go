@@ -26,6 +26,7 @@ type rawEndpoint struct {
 	AllowedPorts      []int  `xml:"posternAllowedPortSet>item"`
 	MaxConnections    int    `xml:"posternMaxConnections"`
 	MaxTunnelDuration int    `xml:"posternMaxTunnelDuration"`
+	LiveTunnels       *int   `xml:"posternLiveTunnels"`
 }
 
 func endpointIDs(es []ec2types.Ec2InstanceConnectEndpoint) []string {

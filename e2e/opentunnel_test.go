@@ -201,6 +201,17 @@ func TestOpenTunnelServerSide(t *testing.T) {
 		t.Fatalf("the admin's tunnel: %+v %+v", ok, ok.Error)
 	}
 	s.wantAudited(t, "OpenTunnel", ok.Tunnel.ID, "", s.AdminKeyID)
+	liveTunnels := func() int {
+		t.Helper()
+		eps := s.rawDescribe(t, "InstanceConnectEndpointId.1", e.id)
+		if len(eps) != 1 || eps[0].LiveTunnels == nil {
+			t.Fatalf("DescribeInstanceConnectEndpoints %s: %+v, want one endpoint with posternLiveTunnels", e.id, eps)
+		}
+		return *eps[0].LiveTunnels
+	}
+	if n := liveTunnels(); n != 1 {
+		t.Errorf("with the admin's tunnel open, DescribeInstanceConnectEndpoints shows %d live tunnels, want 1", n)
+	}
 
 	// Bad URLs, each refused and audited.
 	signed := presign(t, s.AdminKeyID, s.AdminSecret, dns, tunnelQuery(e.id, "10.60.1.5", 22, 600), 60, now)
@@ -240,10 +251,15 @@ func TestOpenTunnelServerSide(t *testing.T) {
 		t.Errorf("600 s within the policy: %+v %+v", r, r.Error)
 	}
 
-	// A tunnel's end is audited with bytes, duration and reason.
+	// A tunnel's end is audited with bytes, duration and reason, and
+	// gives its place back.
+	before := liveTunnels()
 	if code := e.call(t, endpointproto.ClosedPath, e.credential, endpointproto.Closed{TunnelID: ok.Tunnel.ID, BytesIn: 1234, BytesOut: 5678,
 		DurationMillis: 4200, Cause: "client-closed", Code: 1000, Reason: "done"}, nil); code != http.StatusNoContent {
 		t.Fatalf("closed: status %d", code)
+	}
+	if after := liveTunnels(); after != before-1 {
+		t.Errorf("closing a tunnel took live tunnels from %d to %d, want %d", before, after, before-1)
 	}
 	var closeRec map[string]any
 	for _, ev := range s.lookupEvents(t, map[string]any{"LookupAttributes": []map[string]string{{"AttributeKey": "EventName", "AttributeValue": "CloseTunnel"}}}) {

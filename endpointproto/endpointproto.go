@@ -36,6 +36,14 @@ import (
 // process draws a random name at start.
 const ParamProcess = "process"
 
+// An endpoint process is heard from (its control connection answers a
+// ping) every ProcessTouch; one not heard from for ProcessStale is gone,
+// and the tunnels it carried stop counting against the endpoint's limit.
+const (
+	ProcessTouch = 5 * time.Second
+	ProcessStale = 3 * ProcessTouch
+)
+
 // ValidProcess reports whether p is an acceptable process name.
 func ValidProcess(p string) bool {
 	if p == "" || len(p) > 64 {

@@ -59,12 +59,9 @@ type endpointSession struct {
 	closed     chan struct{}
 }
 
-// Endpoint processes are heard from (their control connection is alive)
-// every processTouch; one not heard from for processStale is gone, and the
-// tunnels it carried stop counting against the connection limit.
 const (
-	processTouch = 5 * time.Second
-	processStale = 3 * processTouch
+	processTouch = endpointproto.ProcessTouch
+	processStale = endpointproto.ProcessStale
 )
 
 func newEndpointHub() *endpointHub {
