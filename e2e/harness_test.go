@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/postern-dev/postern/store/postgres/pgtest"
 	"net/http"
 	"os"
 	"os/exec"
@@ -81,7 +82,8 @@ func runTests(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/postern: %v\n%s", err, out)
 		return 1
 	}
-	return m.Run()
+	// pgtest stops a PostgreSQL cluster it had to start.
+	return pgtest.Main(m)
 }
 
 // cleanEnv is a minimal environment for a child process: PATH, and HOME
@@ -193,6 +195,14 @@ func startServer(t *testing.T, extraArgs ...string) *server {
 // startServerIn is startServer on a given (possibly used) data directory.
 func startServerIn(t *testing.T, dataDir string, extraArgs ...string) *server {
 	t.Helper()
+	s := launchServer(t, dataDir, extraArgs...)
+	s.awaitListening(t, 60*time.Second)
+	return s
+}
+
+// launchServer starts a server process without waiting for it to listen.
+func launchServer(t *testing.T, dataDir string, extraArgs ...string) *server {
+	t.Helper()
 	s := &server{
 		DataDir: dataDir,
 		Log:     newWatchedBuffer(),
@@ -215,9 +225,15 @@ func startServerIn(t *testing.T, dataDir string, extraArgs ...string) *server {
 		close(s.exited)
 	}()
 	t.Cleanup(func() { s.Stop(t) })
+	return s
+}
 
+// awaitListening waits until the server says it listens, then reads its
+// admin credentials and how clients reach it.
+func (s *server) awaitListening(t *testing.T, timeout time.Duration) {
+	t.Helper()
 	const ready = "Postern server listening on "
-	line, ok := s.Stdout.await(ready, s.exited, 60*time.Second)
+	line, ok := s.Stdout.await(ready, s.exited, timeout)
 	if !ok {
 		t.Fatalf("postern server did not report %q\nstdout:\n%s\nlog:\n%s", ready, s.Stdout, s.Log)
 	}
@@ -227,6 +243,7 @@ func startServerIn(t *testing.T, dataDir string, extraArgs ...string) *server {
 		t.Fatalf("server URL %q from %q is not https://127.0.0.1:PORT", s.URL, line)
 	}
 
+	dataDir := s.DataDir
 	s.AdminKeyID, s.AdminSecret = readCredentials(t, filepath.Join(dataDir, "admin.credentials"))
 	noteSecret(s.AdminSecret, "admin secret of "+dataDir)
 	s.httpClient = newHTTPClient(t, filepath.Join(dataDir, "ca.pem"))
@@ -234,7 +251,6 @@ func startServerIn(t *testing.T, dataDir string, extraArgs ...string) *server {
 	if s.Env["AWS_ENDPOINT_URL"] != s.URL {
 		t.Fatalf("postern env says AWS_ENDPOINT_URL=%q, the server listens on %q", s.Env["AWS_ENDPOINT_URL"], s.URL)
 	}
-	return s
 }
 
 // Stop sends SIGTERM (unless the process has ended already), waits for
