@@ -38,3 +38,10 @@ type ConsoleSession struct {
 	SourceIP  string
 	UserAgent string
 }
+
+// SignInFailure is the count of failed console sign-ins under one key and
+// the time of the last.
+type SignInFailure struct {
+	Count int
+	Last  time.Time
+}

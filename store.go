@@ -102,6 +102,17 @@ type Store interface {
 	// DeleteConsoleSession ends a session; an unknown id is not an error.
 	DeleteConsoleSession(ctx context.Context, idHash []byte) error
 
+	// SignInFailures returns the failed console sign-ins counted under
+	// keys ("user:NAME", "ip:ADDR") whose last failure is at or after
+	// since; keys with none are absent. Every replica sees the same counts.
+	SignInFailures(ctx context.Context, keys []string, since time.Time) (map[string]SignInFailure, error)
+	// RecordSignInFailure counts one failure at at under each key; a key
+	// whose last failure is before since starts again from one. Counts
+	// whose last failure is before since are forgotten.
+	RecordSignInFailure(ctx context.Context, keys []string, at, since time.Time) error
+	// ResetSignInFailures forgets the failures counted under key.
+	ResetSignInFailures(ctx context.Context, key string) error
+
 	// CreateRecording indexes a new session recording (KindExists when
 	// the id is taken). The user need not exist: recordings outlive users.
 	CreateRecording(ctx context.Context, r *Recording) error

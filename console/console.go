@@ -86,7 +86,7 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Server{cfg: cfg, auth: cfg.Authority, log: cfg.Logger, now: cfg.Now, limit: newLimiter(cfg.Limits)}
+	return &Server{cfg: cfg, auth: cfg.Authority, log: cfg.Logger, now: cfg.Now, limit: newLimiter(cfg.Limits, cfg.Authority.Store())}
 }
 
 // Handler routes the sign-in API.
@@ -249,7 +249,13 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	ev.AdditionalEventData = extra
 	ev.UserIdentity = s.attemptIdentity(r.Context(), req.User)
 
-	if wait, locked := s.limit.wait(now, keys...); wait > 0 {
+	wait, locked, err := s.limit.wait(r.Context(), now, keys...)
+	if err != nil {
+		// Without the counts, sign-in cannot be rate-limited: refuse it.
+		writeError(w, err)
+		return
+	}
+	if wait > 0 {
 		extra["Reason"] = "too many failed attempts"
 		if locked {
 			extra["Reason"] = "locked after too many failed attempts"
@@ -270,7 +276,9 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	if se, ok := authority.IsSignInError(err); ok {
 		// A missing code follows a right password: it is no guess.
 		if !se.MFARequired {
-			s.limit.fail(now, keys...)
+			if ferr := s.limit.fail(context.WithoutCancel(r.Context()), now, keys...); ferr != nil {
+				s.log.Error("cannot count a failed sign-in", "err", ferr)
+			}
 		}
 		extra["Reason"] = se.Reason
 		ev.ErrorMessage = "Failed authentication"
@@ -293,7 +301,9 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	s.limit.reset(keys[0])
+	if err := s.limit.reset(r.Context(), keys[0]); err != nil {
+		s.log.Warn("cannot reset the failed sign-in count", "err", err)
+	}
 
 	id := make([]byte, 32)
 	if _, err := rand.Read(id); err != nil {

@@ -1,12 +1,14 @@
 package console
 
 import (
-	"sync"
+	"context"
 	"time"
+
+	"github.com/postern-dev/postern"
 )
 
 // Limits say how failed sign-ins slow down and then lock a user name or a
-// source address. Counts are kept per server process.
+// source address. Counts are kept in the store, shared by every replica.
 type Limits struct {
 	// FreeFailures may fail in a row with no delay.
 	FreeFailures int
@@ -29,20 +31,23 @@ var DefaultLimits = Limits{FreeFailures: 2, BaseDelay: time.Second, LockAfter: 5
 // before it locks).
 const maxDelay = time.Minute
 
-// limiter counts failed sign-ins per key ("user:alice", "ip:192.0.2.1").
+// failureStore keeps the counts, shared by every replica.
+type failureStore interface {
+	SignInFailures(ctx context.Context, keys []string, since time.Time) (map[string]postern.SignInFailure, error)
+	RecordSignInFailure(ctx context.Context, keys []string, at, since time.Time) error
+	ResetSignInFailures(ctx context.Context, key string) error
+}
+
+// limiter counts failed sign-ins per key ("user:alice", "ip:192.0.2.1")
+// in the store, so that delays and locks hold across replicas; a count
+// whose last failure is older than LockFor is forgotten.
 type limiter struct {
 	lim Limits
-	mu  sync.Mutex
-	m   map[string]*failures
+	st  failureStore
 }
 
-type failures struct {
-	n    int
-	last time.Time
-}
-
-func newLimiter(l Limits) *limiter {
-	return &limiter{lim: l, m: make(map[string]*failures)}
+func newLimiter(l Limits, st failureStore) *limiter {
+	return &limiter{lim: l, st: st}
 }
 
 func (l *limiter) thresholds(key string) (free, lock int) {
@@ -54,70 +59,42 @@ func (l *limiter) thresholds(key string) (free, lock int) {
 
 // wait returns how long the callers behind keys must wait before another
 // attempt (0: go ahead), and whether a key is locked rather than delayed.
-func (l *limiter) wait(now time.Time, keys ...string) (time.Duration, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func (l *limiter) wait(ctx context.Context, now time.Time, keys ...string) (time.Duration, bool, error) {
+	counts, err := l.st.SignInFailures(ctx, keys, now.Add(-l.lim.LockFor))
+	if err != nil {
+		return 0, false, err
+	}
 	var longest time.Duration
 	locked := false
 	for _, k := range keys {
-		f := l.current(now, k)
-		if f == nil {
+		f, ok := counts[k]
+		if !ok {
 			continue
 		}
 		free, lock := l.thresholds(k)
 		var until time.Time
 		switch {
-		case f.n >= lock:
-			until = f.last.Add(l.lim.LockFor)
-		case f.n > free:
-			until = f.last.Add(min(l.lim.BaseDelay<<min(f.n-free-1, 16), maxDelay))
+		case f.Count >= lock:
+			until = f.Last.Add(l.lim.LockFor)
+		case f.Count > free:
+			until = f.Last.Add(min(l.lim.BaseDelay<<min(f.Count-free-1, 16), maxDelay))
 		default:
 			continue
 		}
 		if d := until.Sub(now); d > longest {
 			longest = d
-			locked = f.n >= lock
+			locked = f.Count >= lock
 		}
 	}
-	return longest, locked
-}
-
-// current returns the live count of key, forgetting one whose last
-// failure is older than LockFor.
-func (l *limiter) current(now time.Time, k string) *failures {
-	f := l.m[k]
-	if f != nil && now.Sub(f.last) >= l.lim.LockFor {
-		delete(l.m, k)
-		return nil
-	}
-	return f
+	return longest, locked, nil
 }
 
 // fail counts a failure for each key.
-func (l *limiter) fail(now time.Time, keys ...string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.m) > 100_000 {
-		// Forget what has decayed; an attacker cycling names must not
-		// grow the map without bound.
-		for k := range l.m {
-			l.current(now, k)
-		}
-	}
-	for _, k := range keys {
-		f := l.current(now, k)
-		if f == nil {
-			f = &failures{}
-			l.m[k] = f
-		}
-		f.n++
-		f.last = now
-	}
+func (l *limiter) fail(ctx context.Context, now time.Time, keys ...string) error {
+	return l.st.RecordSignInFailure(ctx, keys, now, now.Add(-l.lim.LockFor))
 }
 
 // reset forgets the failures of key after a success.
-func (l *limiter) reset(key string) {
-	l.mu.Lock()
-	delete(l.m, key)
-	l.mu.Unlock()
+func (l *limiter) reset(ctx context.Context, key string) error {
+	return l.st.ResetSignInFailures(ctx, key)
 }

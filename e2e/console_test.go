@@ -233,29 +233,7 @@ func TestConsoleSignIn(t *testing.T) {
 
 	// Lockout: carol has no password, so nothing tells her apart from a
 	// user with one. Three failures, then waits that double, then a lock.
-	var last consoleAnswer
-	fails := 0
-	for fails < 5 {
-		last = s.signIn(t, "carol", "guess number "+strconv.Itoa(fails), "")
-		switch last.status {
-		case http.StatusUnauthorized:
-			fails++
-		case http.StatusTooManyRequests:
-			ra, _ := strconv.Atoi(last.header.Get("Retry-After"))
-			if ra < 1 || ra > 2 {
-				t.Fatalf("after %d failures: Retry-After %q, want 1 or 2 seconds", fails, last.header.Get("Retry-After"))
-			}
-			waitFor(t, "the sign-in delay to pass", 5*time.Second, func() bool {
-				last = s.signIn(t, "carol", "guess number "+strconv.Itoa(fails), "")
-				if last.status == http.StatusUnauthorized {
-					fails++
-				}
-				return last.status != http.StatusTooManyRequests
-			})
-		default:
-			last.want(t, "a guess", http.StatusUnauthorized, "SignInFailed")
-		}
-	}
+	failUntilLocked(t, []*server{s}, "carol")
 	locked := s.signIn(t, "carol", "guess number 99", "")
 	locked.want(t, "a locked user", http.StatusTooManyRequests, "TooManyAttempts")
 	if ra, _ := strconv.Atoi(locked.header.Get("Retry-After")); ra < 800 {
@@ -317,4 +295,36 @@ func TestConsoleSessionLifetime(t *testing.T) {
 	waitFor(t, "the session to expire", 10*time.Second, func() bool {
 		return s.console(t, http.MethodGet, "/console/api/session", nil, r.cookie, nil).status == http.StatusUnauthorized
 	})
+}
+
+// failUntilLocked makes five failed sign-ins as user, taking turns among
+// servers (replicas of one database), waiting out the growing delays
+// between them, so that the user is locked afterwards.
+func failUntilLocked(t *testing.T, servers []*server, user string) {
+	t.Helper()
+	fails := 0
+	next := func() consoleAnswer {
+		return servers[fails%len(servers)].signIn(t, user, "guess number "+strconv.Itoa(fails), "")
+	}
+	for fails < 5 {
+		last := next()
+		switch last.status {
+		case http.StatusUnauthorized:
+			fails++
+		case http.StatusTooManyRequests:
+			ra, _ := strconv.Atoi(last.header.Get("Retry-After"))
+			if ra < 1 || ra > 2 {
+				t.Fatalf("after %d failures: Retry-After %q, want 1 or 2 seconds", fails, last.header.Get("Retry-After"))
+			}
+			waitFor(t, "the sign-in delay to pass", 5*time.Second, func() bool {
+				last = next()
+				if last.status == http.StatusUnauthorized {
+					fails++
+				}
+				return last.status != http.StatusTooManyRequests
+			})
+		default:
+			last.want(t, "a guess", http.StatusUnauthorized, "SignInFailed")
+		}
+	}
 }

@@ -279,6 +279,19 @@ func TestReplicasRace(t *testing.T) {
 			t.Errorf("endpoint create in %s raced on two replicas: %d succeeded, want 1", subnet, won)
 		}
 	}
+
+	// A console session opened on one replica is good on the other, and
+	// failed sign-ins count on both: guesses spread over the two lock
+	// the user on each.
+	a.setPassword(t, "racer-0", "cobalt lantern 2049 drift")
+	in := a.signIn(t, "racer-0", "cobalt lantern 2049 drift", "")
+	in.want(t, "sign-in on A", http.StatusOK, "")
+	b.console(t, http.MethodGet, "/console/api/session", nil, in.cookie, nil).want(t, "A's session on B", http.StatusOK, "")
+	failUntilLocked(t, []*server{a, b}, "racer-1")
+	for name, s := range map[string]*server{"A": a, "B": b} {
+		s.signIn(t, "racer-1", "guess number 99", "").want(t, "the locked user on "+name, http.StatusTooManyRequests, "TooManyAttempts")
+	}
+
 	out, errOut, code := b.postern(t, "audit", "verify", "--public-key", filepath.Join(bDir, "audit.pub"))
 	if code != 0 {
 		t.Errorf("audit verify after the races: exit %d\n%s\n%s", code, out, errOut)

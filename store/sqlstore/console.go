@@ -338,3 +338,67 @@ func (s *Store) DeleteConsoleSession(ctx context.Context, idHash []byte) error {
 		return err
 	})
 }
+
+// SignInFailures returns the live failure counts of keys.
+func (s *Store) SignInFailures(ctx context.Context, keys []string, since time.Time) (map[string]postern.SignInFailure, error) {
+	out := map[string]postern.SignInFailure{}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	from, err := timeArg(since)
+	if err != nil {
+		return nil, err
+	}
+	where, args := idFilter("key", keys)
+	rows, err := s.r.QueryContext(ctx, `SELECT key, count, last FROM sign_in_failures`+where+` AND last >= ?`, append(args, from)...)
+	if err != nil {
+		return nil, dbErr(ctx, err, "read sign-in failures")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k string
+		var f postern.SignInFailure
+		var last int64
+		if err := rows.Scan(&k, &f.Count, &last); err != nil {
+			return nil, dbErr(ctx, err, "read sign-in failures")
+		}
+		f.Last = time.Unix(0, last).UTC()
+		out[k] = f
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr(ctx, err, "read sign-in failures")
+	}
+	return out, nil
+}
+
+// RecordSignInFailure counts a failure under each key.
+func (s *Store) RecordSignInFailure(ctx context.Context, keys []string, at, since time.Time) error {
+	when, err := timeArg(at)
+	if err != nil || when == nil {
+		return postern.Invalidf("a failure needs its time")
+	}
+	from, err := timeArg(since)
+	if err != nil {
+		return err
+	}
+	return s.writeTx(ctx, "count a failed sign-in", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sign_in_failures WHERE last < ?`, from); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO sign_in_failures (key, count, last) VALUES (?, 1, ?)
+				ON CONFLICT (key) DO UPDATE SET count = sign_in_failures.count + 1, last = excluded.last`, k, when); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ResetSignInFailures forgets key's failures.
+func (s *Store) ResetSignInFailures(ctx context.Context, key string) error {
+	return s.writeTx(ctx, "forget failed sign-ins", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM sign_in_failures WHERE key = ?`, key)
+		return err
+	})
+}

@@ -250,3 +250,52 @@ func testDeleteUserConsoleConflicts(t *testing.T, s postern.Store) {
 	ok(t, s.DeactivateMFADevice(ctx, serialA, "alice"), "DeactivateMFADevice")
 	ok(t, s.DeleteUser(ctx, "alice"), "DeleteUser")
 }
+
+// testSignInFailures: failures count per key, concurrent failures all
+// count, old ones are forgotten, and a reset clears one key.
+func testSignInFailures(t *testing.T, s postern.Store) {
+	ctx := t.Context()
+	keys := []string{"user:alice", "ip:192.0.2.7"}
+	got, err := s.SignInFailures(ctx, keys, stamp(0))
+	ok(t, err, "SignInFailures of nothing")
+	if len(got) != 0 {
+		t.Errorf("failures before any: %v", got)
+	}
+	ok(t, s.RecordSignInFailure(ctx, keys, stamp(10), stamp(0)), "RecordSignInFailure")
+	const concurrent = 8
+	errs := make(chan error, concurrent)
+	for range concurrent {
+		go func() { errs <- s.RecordSignInFailure(ctx, []string{"user:alice"}, stamp(20), stamp(0)) }()
+	}
+	for range concurrent {
+		ok(t, <-errs, "concurrent RecordSignInFailure")
+	}
+	got, err = s.SignInFailures(ctx, append(keys, "user:bob"), stamp(0))
+	ok(t, err, "SignInFailures")
+	if got["user:alice"].Count != 1+concurrent || got["ip:192.0.2.7"].Count != 1 || len(got) != 2 {
+		t.Errorf("failures = %v, want alice %d and the address 1", got, 1+concurrent)
+	}
+	sameTime(t, "alice's last failure", got["user:alice"].Last, stamp(20))
+
+	// Counts whose last failure is older than since do not show, and
+	// start again from one.
+	got, err = s.SignInFailures(ctx, keys, stamp(15))
+	ok(t, err, "SignInFailures since 15")
+	if _, old := got["ip:192.0.2.7"]; old || got["user:alice"].Count != 1+concurrent {
+		t.Errorf("failures since 15 = %v, want alice only", got)
+	}
+	ok(t, s.RecordSignInFailure(ctx, []string{"ip:192.0.2.7"}, stamp(30), stamp(15)), "RecordSignInFailure after decay")
+	got, err = s.SignInFailures(ctx, keys, stamp(15))
+	ok(t, err, "SignInFailures")
+	if got["ip:192.0.2.7"].Count != 1 {
+		t.Errorf("a decayed count restarted at %d, want 1", got["ip:192.0.2.7"].Count)
+	}
+
+	ok(t, s.ResetSignInFailures(ctx, "user:alice"), "ResetSignInFailures")
+	ok(t, s.ResetSignInFailures(ctx, "user:nobody"), "ResetSignInFailures of an unknown key")
+	got, err = s.SignInFailures(ctx, keys, stamp(0))
+	ok(t, err, "SignInFailures after reset")
+	if _, still := got["user:alice"]; still || got["ip:192.0.2.7"].Count != 1 {
+		t.Errorf("after resetting alice: %v", got)
+	}
+}

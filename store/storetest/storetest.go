@@ -60,6 +60,7 @@ func Run(t *testing.T, newStore func(t *testing.T) postern.Store) {
 		{"MFAStepConcurrent", testMFAStepConcurrent},
 		{"ConsoleSessions", testConsoleSessions},
 		{"ConsoleSessionsEnd", testConsoleSessionsEnd},
+		{"SignInFailures", testSignInFailures},
 		{"DeleteUserConsoleConflicts", testDeleteUserConsoleConflicts},
 		{"Recordings", testRecordings},
 		{"RecordingsList", testRecordingsList},

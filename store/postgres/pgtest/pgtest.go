@@ -53,29 +53,47 @@ func Main(m *testing.M) int {
 // search_path) in the test database; the schema is dropped when t ends.
 func URL(t testing.TB) string {
 	t.Helper()
-	base := server(t)
-	schema := "pt_" + randomHex(t, 6)
-	admin, err := sql.Open("pgx", base)
+	u, drop, err := Schema(context.Background(), server(t))
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("pgtest: create schema: %v", err)
+		t.Fatalf("pgtest: %v", err)
 	}
 	t.Cleanup(func() {
-		admin, err := sql.Open("pgx", base)
-		if err != nil {
-			return
-		}
-		defer admin.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Logf("pgtest: drop schema %s: %v", schema, err)
+		if err := drop(ctx); err != nil {
+			t.Logf("pgtest: %v", err)
 		}
 	})
-	return WithParam(base, "search_path", schema)
+	return u
+}
+
+// Schema creates a new, empty schema in the database that base names and
+// returns the URL of a connection to it (the schema as the search_path),
+// and drop, which removes the schema with everything in it. It is URL for
+// programs that are not tests, such as the benchmarks: it neither skips
+// nor starts a cluster of its own.
+func Schema(ctx context.Context, base string) (url string, drop func(context.Context) error, err error) {
+	schema := "pt_" + randomHex(6)
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		return "", nil, err
+	}
+	defer admin.Close()
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		return "", nil, fmt.Errorf("create schema: %w", err)
+	}
+	drop = func(ctx context.Context) error {
+		admin, err := sql.Open("pgx", base)
+		if err != nil {
+			return err
+		}
+		defer admin.Close()
+		if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			return fmt.Errorf("drop schema %s: %w", schema, err)
+		}
+		return nil
+	}
+	return WithParam(base, "search_path", schema), drop, nil
 }
 
 // WithParam returns u with the query parameter name set to value.
@@ -206,10 +224,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func randomHex(t testing.TB, n int) string {
+func randomHex(n int) string {
 	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
+	_, _ = rand.Read(b) // never fails (crypto/rand crashes the program instead)
 	return hex.EncodeToString(b)
 }
