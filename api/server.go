@@ -46,8 +46,11 @@ type Server struct {
 	throttle *throttle
 	now      func() time.Time
 	// usedTunnelURLs binds each presigned OpenTunnel URL to one source
-	// address.
+	// address, and lets each console ticket open one tunnel.
 	usedTunnelURLs usedURLs
+	// ticketKey authenticates console tickets (consoletunnel.go); nil
+	// without a key-signing key.
+	ticketKey []byte
 }
 
 // New returns a Server.
@@ -67,6 +70,9 @@ func New(cfg Config) *Server {
 		log:      cfg.Logger,
 		throttle: newThrottle(cfg.Throttle),
 		now:      time.Now,
+	}
+	if cfg.KeyPush.Signer != nil {
+		s.ticketKey = deriveTicketKey(cfg.KeyPush.Signer.Seed())
 	}
 	s.services = map[string]*service{}
 	svcs := []*service{s.ec2Service(), s.iamService(), s.trailService(), s.posternService(), s.ssmService()}
@@ -107,3 +113,7 @@ func (s *Server) ServeAs(w http.ResponseWriter, r *http.Request, p *authority.Pr
 	c.principal, c.console = p, true
 	c.serve()
 }
+
+// SetReplicas tells the server how many replicas serve the same access
+// keys; each then allows its share of the throttling rate.
+func (s *Server) SetReplicas(n int) { s.throttle.setShare(n) }

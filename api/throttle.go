@@ -24,6 +24,10 @@ type throttle struct {
 	mu      sync.Mutex
 	buckets map[string]*bucket
 	swept   time.Time
+	// share is how many replicas serve the same keys: each allows its
+	// share of the rate and burst, so that a client spreading its calls
+	// over replicas gets no more than the configured rate in all.
+	share int
 }
 
 type bucket struct {
@@ -40,7 +44,24 @@ func newThrottle(cfg ThrottleConfig) *throttle {
 			cfg.Burst = 1
 		}
 	}
-	return &throttle{cfg: cfg, buckets: map[string]*bucket{}}
+	return &throttle{cfg: cfg, buckets: map[string]*bucket{}, share: 1}
+}
+
+// limits returns the rate and burst of this replica's share.
+func (t *throttle) limits() (rate.Limit, int) {
+	return rate.Limit(t.cfg.Rate / float64(t.share)), max(1, t.cfg.Burst/t.share)
+}
+
+// setShare divides the limits among n replicas.
+func (t *throttle) setShare(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.share = max(1, n)
+	r, burst := t.limits()
+	for _, b := range t.buckets {
+		b.lim.SetLimit(r)
+		b.lim.SetBurst(burst)
+	}
 }
 
 // allow takes a token for key at time now.
@@ -60,7 +81,7 @@ func (t *throttle) allow(key string, now time.Time) bool {
 	}
 	b := t.buckets[key]
 	if b == nil {
-		b = &bucket{lim: rate.NewLimiter(rate.Limit(t.cfg.Rate), t.cfg.Burst)}
+		b = &bucket{lim: rate.NewLimiter(t.limits())}
 		t.buckets[key] = b
 	}
 	b.seen = now

@@ -271,3 +271,50 @@ func (c *Cluster) Release(ctx context.Context, instanceID string) error {
 	_, err := c.cfg.DB.ExecContext(ctx, `DELETE FROM agent_sessions WHERE instance_id = ? AND replica_id = ?`, instanceID, c.id)
 	return err
 }
+
+// Replicas are seen every HeartbeatInterval; one not seen for
+// 3×HeartbeatInterval is gone.
+const HeartbeatInterval = 2 * time.Second
+
+// Heartbeat records this replica as live every HeartbeatInterval and
+// calls onCount with the number of live replicas whenever it changes
+// (first at once), until ctx ends; then it removes the replica's record.
+func (c *Cluster) Heartbeat(ctx context.Context, onCount func(n int)) {
+	t := time.NewTicker(HeartbeatInterval)
+	defer t.Stop()
+	last := 0
+	for {
+		n, err := c.beat(ctx)
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("cluster: cannot record this replica as live", "err", err)
+		}
+		if err == nil && n != last {
+			last = n
+			onCount(n)
+		}
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c.cfg.DB.ExecContext(dctx, `DELETE FROM replicas WHERE id = ?`, c.id)
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// beat records this replica as seen now and counts the live replicas.
+func (c *Cluster) beat(ctx context.Context) (int, error) {
+	now := time.Now()
+	if _, err := c.cfg.DB.ExecContext(ctx, `INSERT INTO replicas (id, seen_at) VALUES (?, ?)
+		ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at`, c.id, now.UnixNano()); err != nil {
+		return 0, err
+	}
+	gone := now.Add(-3 * HeartbeatInterval).UnixNano()
+	if _, err := c.cfg.DB.ExecContext(ctx, `DELETE FROM replicas WHERE seen_at < ?`, now.Add(-time.Hour).UnixNano()); err != nil {
+		return 0, err
+	}
+	var n int
+	err := c.cfg.DB.QueryRowContext(ctx, `SELECT count(*) FROM replicas WHERE seen_at >= ?`, gone).Scan(&n)
+	return max(n, 1), err
+}

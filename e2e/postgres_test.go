@@ -297,3 +297,47 @@ func TestReplicasRace(t *testing.T) {
 		t.Errorf("audit verify after the races: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// TestReplicasShareThrottling: with two replicas, each allows half the
+// per-key rate, so a client spreading its calls over both gets the
+// configured burst in all, not twice it.
+func TestReplicasShareThrottling(t *testing.T) {
+	dbURL := pgtest.URL(t)
+	args := []string{"--store", dbURL, "--throttle-rate", "1", "--throttle-burst", "10"}
+	a := startServer(t, args...)
+	bDir := t.TempDir()
+	for _, f := range []string{"secrets.key", "admin.credentials"} {
+		b, err := os.ReadFile(filepath.Join(a.DataDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bDir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := startServerIn(t, bDir, args...)
+	for _, s := range []*server{a, b} {
+		if _, ok := s.Log.await(`msg="replicas serving" count=2`, s.exited, 30*time.Second); !ok {
+			t.Fatalf("a replica did not learn there are two\nlog:\n%s", s.Log)
+		}
+	}
+	ctx := context.Background()
+	ok, throttled := 0, 0
+	for i := range 30 {
+		s := []*server{a, b}[i%2]
+		_, err := s.adminEC2().DescribeVpcs(ctx, &ec2.DescribeVpcsInput{})
+		if err == nil {
+			ok++
+			continue
+		}
+		if code, _, status := apiError(t, err); code != "ThrottlingException" || status != http.StatusBadRequest {
+			t.Fatalf("a throttled call: %s (HTTP %d)", code, status)
+		}
+		throttled++
+	}
+	// 10 in the bursts (5 per replica), plus what 1 call/s refills while
+	// the loop runs.
+	if ok < 10 || ok > 13 {
+		t.Errorf("30 calls spread over two replicas with a burst of 10: %d allowed, %d throttled; want about 10 allowed", ok, throttled)
+	}
+}

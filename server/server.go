@@ -258,7 +258,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 	mux.Handle(console.Prefix+"/", console.Pages(web.FS()))
 	mux.Handle("GET "+consoleterm.Path, consoleterm.New(consoleterm.Config{
 		Authority: s.auth, Trail: s.trail, Sessions: s.console, Pusher: s.api, Logger: logger,
-		AllowLoopback: cfg.ConsoleDialLoopback,
+		Tunnels: s.newConsoleTunnels(), AllowLoopback: cfg.ConsoleDialLoopback,
 		Record: func(ctx context.Context, m consoleterm.RecordingMeta) (consoleterm.Recording, error) {
 			rs, err := s.recorder.Start(ctx, recording.Meta(m))
 			if err != nil {
@@ -308,6 +308,16 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.trail.RunDigests(digestCtx, s.cfg.DigestInterval)
 	}()
 	go s.reapSilentAgents(digestCtx)
+	heartbeatDone := make(chan struct{})
+	go func() {
+		defer close(heartbeatDone)
+		if s.cluster != nil {
+			s.cluster.Heartbeat(digestCtx, func(n int) {
+				s.log.Info("replicas serving", "count", n)
+				s.api.SetReplicas(n)
+			})
+		}
+	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.ServeTLS(s.listener, "", "") }()
 	s.log.Info("serving", "url", s.info.URL, "region", s.info.Region, "account", s.info.Account)
@@ -324,6 +334,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.cancelBase() // ends agent sessions, which Shutdown does not wait for
 	stopDigests()
 	<-digestsDone
+	<-heartbeatDone
 	if cerr := s.store.Close(); err == nil {
 		err = cerr
 	}
