@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -406,6 +407,13 @@ func testMetrics(t *testing.T, s *server) {
 	text := string(b)
 	if !strings.Contains(text, "# TYPE postern_api_requests_total counter") {
 		t.Errorf("/metrics has no postern_api_requests_total counter:\n%.2000s", text)
+	}
+	// Every series names the replica (the host name by default), so
+	// that a dashboard over several replicas can sum them.
+	host, _ := os.Hostname()
+	series := regexp.MustCompile(`(?m)^postern_api_requests_total\{[^}]*\}`).FindString(text)
+	if !strings.Contains(series, `replica="`+host+`"`) {
+		t.Errorf("/metrics series %q carry no replica label %q", series, host)
 	}
 	ok := regexp.MustCompile(`(?m)^postern_api_requests_total\{[^}]*operation="DescribeVpcs"[^}]*status="200"[^}]*\} [1-9]`)
 	if !ok.MatchString(text) {

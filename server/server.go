@@ -80,6 +80,9 @@ type Config struct {
 	HeartbeatInterval time.Duration // how often agents report in (20 s)
 	AgentTimeout      time.Duration // silence after which an instance is stopped (90 s)
 
+	// ReplicaName labels this server's metrics (default: the host name).
+	ReplicaName string
+
 	// ConsoleDialLoopback lets console terminals reach instances at a
 	// loopback address: for `postern dev` only, whose demo instance runs on
 	// this host.
@@ -100,6 +103,17 @@ const (
 	DefaultHeartbeatInterval = 20 * time.Second
 	DefaultAgentTimeout      = 90 * time.Second
 )
+
+// replicaName is ReplicaName, else the host name.
+func (c *Config) replicaName() string {
+	if c.ReplicaName != "" {
+		return c.ReplicaName
+	}
+	if h, err := os.Hostname(); err == nil {
+		return h
+	}
+	return "postern"
+}
 
 // setDefaults fills zero durations so that a Config built in code works.
 func (c *Config) setDefaults() {
@@ -237,11 +251,14 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Every series carries the replica's name, so that a dashboard over
+	// several replicas can tell them apart or sum them.
+	replicaReg := prometheus.WrapRegistererWith(prometheus.Labels{"replica": cfg.replicaName()}, reg)
+	replicaReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.recorder = recording.New(filepath.Join(cfg.DataDir, recording.DirName), s.store)
 	s.api = api.New(api.Config{
 		Authority: s.auth, Trail: s.trail, AuditKey: auditPub, Logger: logger,
-		Metrics: api.NewMetrics(reg), Throttle: cfg.Throttle,
+		Metrics: api.NewMetrics(replicaReg), Throttle: cfg.Throttle,
 		KeyPush:    api.KeyPush{Pusher: pusher, Signer: s.ksk, Lifetime: cfg.KeyLifetime, Timeout: cfg.PushTimeout},
 		Recordings: s.recorder,
 	})

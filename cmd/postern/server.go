@@ -23,6 +23,7 @@ type ServerConfig struct {
 	DataDir        string   `json:"dataDir"`
 	Region         string   `json:"region"`
 	Store          string   `json:"store"`
+	ReplicaName    string   `json:"replicaName"`
 	TLSCert        string   `json:"tlsCert"`
 	TLSKey         string   `json:"tlsKey"`
 	Hosts          []string `json:"hosts"`
@@ -85,7 +86,7 @@ func (m *Main) defaultDataDir() string {
 // Validate checks the configuration and converts it for package server.
 func (c ServerConfig) Validate() (server.Config, *slog.HandlerOptions, error) {
 	out := server.Config{
-		Listen: c.Listen, DataDir: c.DataDir, Region: c.Region, Store: c.Store,
+		Listen: c.Listen, DataDir: c.DataDir, Region: c.Region, Store: c.Store, ReplicaName: c.ReplicaName,
 		TLSCert: c.TLSCert, TLSKey: c.TLSKey, Hosts: c.Hosts,
 		Throttle: api.ThrottleConfig{Rate: c.ThrottleRate, Burst: c.ThrottleBurst},
 	}
@@ -163,6 +164,7 @@ func runServer(ctx context.Context, m *Main, args []string) error {
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "`directory` for the database, keys, certificates and admin credentials (env POSTERN_DATA_DIR)")
 	fs.StringVar(&cfg.Region, "region", cfg.Region, "AWS region name this server answers as")
 	fs.StringVar(&cfg.Store, "store", cfg.Store, "storage: sqlite (embedded, in the data dir) or a postgres://user@host/db `URL` shared by replicas (env POSTERN_STORE; put the password in PGPASSWORD or ~/.pgpass, not here)")
+	fs.StringVar(&cfg.ReplicaName, "replica-name", "", "this replica's name in the replica label of /metrics (default: the host name)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate `file` to serve instead of the generated one")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key `file` for --tls-cert")
 	hosts := fs.String("hosts", "", "comma-separated extra DNS names or IPs for the generated certificate")
@@ -226,6 +228,7 @@ func applyConfigFile(fs *flag.FlagSet, path string, cfg *ServerConfig) error {
 		"data-dir":             func() { cfg.DataDir = flagged.DataDir },
 		"region":               func() { cfg.Region = flagged.Region },
 		"store":                func() { cfg.Store = flagged.Store },
+		"replica-name":         func() { cfg.ReplicaName = flagged.ReplicaName },
 		"tls-cert":             func() { cfg.TLSCert = flagged.TLSCert },
 		"tls-key":              func() { cfg.TLSKey = flagged.TLSKey },
 		"throttle-rate":        func() { cfg.ThrottleRate = flagged.ThrottleRate },
