@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -218,6 +219,15 @@ func TestReplicasRace(t *testing.T) {
 	b := startServerIn(t, bDir, "--store", dbURL)
 	ctx := context.Background()
 
+	// A replica with a secrets key of its own cannot open the cluster's
+	// keys: it refuses to start, saying which file to copy.
+	stranger := exec.Command(posternBin, append([]string{"server", "--data-dir", t.TempDir(), "--store", dbURL}, defaultServerArgs...)...)
+	stranger.Env = cleanEnv(t.TempDir(), nil)
+	out, err := stranger.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "secrets.key") || strings.Contains(string(out), "listening") {
+		t.Errorf("a replica with another secrets key: %v\n%s\nwant a refusal naming secrets.key", err, out)
+	}
+
 	// Users: each name is created by exactly one replica.
 	for i := range 8 {
 		name := fmt.Sprintf("racer-%d", i)
@@ -292,9 +302,9 @@ func TestReplicasRace(t *testing.T) {
 		s.signIn(t, "racer-1", "guess number 99", "").want(t, "the locked user on "+name, http.StatusTooManyRequests, "TooManyAttempts")
 	}
 
-	out, errOut, code := b.postern(t, "audit", "verify", "--public-key", filepath.Join(bDir, "audit.pub"))
+	verified, errOut, code := b.postern(t, "audit", "verify", "--public-key", filepath.Join(bDir, "audit.pub"))
 	if code != 0 {
-		t.Errorf("audit verify after the races: exit %d\n%s\n%s", code, out, errOut)
+		t.Errorf("audit verify after the races: exit %d\n%s\n%s", code, verified, errOut)
 	}
 }
 
