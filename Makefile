@@ -56,7 +56,9 @@ tools:
 
 # Benchmarks, never timed tests: the go test micro-benchmarks, then the
 # keyless SSH figures (bench/keyless: a real server, agent and sshd on
-# loopback) and the Instance Connect Endpoint tunnel figures (bench/tunnels:
+# loopback; its sustained pushes again on PostgreSQL, one replica and two,
+# on the database POSTERN_BENCH_POSTGRES names, default the local one the
+# tests use) and the Instance Connect Endpoint tunnel figures (bench/tunnels:
 # server, endpoint, target, an sshd bastion and websockify in network
 # namespaces; installs Debian's websockify when missing). Both need root,
 # like demo. Every table goes to BENCHMARKS.md with the command and the
@@ -66,7 +68,7 @@ bench: build
 	$(GO) build -trimpath -o bin/postern-bench-tunnels ./bench/tunnels
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./... > bin/bench-micro.txt || { cat bin/bench-micro.txt; exit 1; }
 	@cat bin/bench-micro.txt
-	@if [ "$$(id -u)" = 0 ]; then run=; else run=sudo; fi; \
+	@if [ "$$(id -u)" = 0 ]; then run=; else run='sudo --preserve-env=POSTERN_BENCH_POSTGRES'; fi; \
 	  $$run ./bin/postern-bench-tunnels -postern $(BIN) > bin/bench-tunnels.md && \
 	  $$run ./bin/postern-bench -postern $(BIN) -micro bin/bench-micro.txt -sections bin/bench-tunnels.md -command 'make bench' > bin/BENCHMARKS.md.new
 	mv bin/BENCHMARKS.md.new BENCHMARKS.md

@@ -7,9 +7,15 @@
 //   - the push round trip: SendSSHPublicKey through the AWS SDK for Go v2,
 //     acknowledged by the agent and audited;
 //   - sustained pushes per second from concurrent clients with several
-//     access keys;
+//     access keys, on SQLite and again on PostgreSQL with one server
+//     replica and with two (the agent on one, the clients spread over
+//     both, so that half the pushes are routed through the database);
 //   - `postern ssh INSTANCE -- true` against plain `ssh -i key` to the same
 //     sshd.
+//
+// The PostgreSQL runs use the database POSTERN_BENCH_POSTGRES names
+// (default: the local one the tests use), a fresh schema each; when it
+// cannot be reached the report says so instead.
 //
 // It runs `postern server` and an agent as child processes and a private
 // sshd with the helper installed under /usr/local/libexec, so it needs
@@ -17,6 +23,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -67,7 +74,7 @@ func run(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	bound := 4 * time.Minute
+	bound := 8 * time.Minute
 	if o.hold {
 		bound = 0
 	}
@@ -89,6 +96,20 @@ func run(args []string) error {
 		}
 		rep.sections = strings.TrimSpace(string(b))
 	}
+	if err := measureSQLite(ctx, o, rep); err != nil || o.hold {
+		return err
+	}
+	// Each PostgreSQL configuration on a rig of its own, after the
+	// SQLite rig has stopped.
+	rep.postgres = measurePostgres(ctx, o)
+	rep.sshVersion = benchrig.SSHVersion()
+	rep.write(os.Stdout)
+	return nil
+}
+
+// measureSQLite takes every keyless figure on a rig with one server on
+// SQLite, and stops the rig.
+func measureSQLite(ctx context.Context, o options, rep *report) error {
 	progress("starting server, agent and sshd on loopback")
 	r, err := startRig(ctx, rigConfig{Postern: o.postern, BenchUsers: o.users})
 	if err != nil {
@@ -118,8 +139,6 @@ func run(args []string) error {
 	if rep.sustained, err = measureSustained(ctx, r, o.workers, o.sustainedMax, o.sustainedFor); err != nil {
 		return err
 	}
-	rep.sshVersion = benchrig.SSHVersion()
-	rep.write(os.Stdout)
 	return nil
 }
 

@@ -190,55 +190,117 @@ func measurePushRTT(ctx context.Context, r *rig, n int, budget time.Duration) (*
 // sustainedResult is the throughput of concurrent pushes.
 type sustainedResult struct {
 	Workers, Keys int
+	Replicas      int // servers the clients are spread over
 	Pushes        int
 	Errors        map[string]int
 	Elapsed       time.Duration
 	Latency       benchrig.Samples
-	CPU           map[string]time.Duration // per process, over the run
+	Via           []benchrig.Samples       // latencies of the calls through each replica, A first
+	CPU           map[string]time.Duration // per process (or group of processes), over the run
+	DB            *pgCounters              // PostgreSQL's counters over the run, when known
 }
 
 func (s *sustainedResult) rate() float64 { return float64(s.Pushes) / s.Elapsed.Seconds() }
 
+// serverCPU is the CPU time of all replicas.
+func (s *sustainedResult) serverCPU() time.Duration {
+	var d time.Duration
+	for k, v := range s.CPU {
+		if strings.HasPrefix(k, "server") {
+			d += v
+		}
+	}
+	return d
+}
+
+// totalCPU is the CPU time of every process measured.
+func (s *sustainedResult) totalCPU() time.Duration {
+	var d time.Duration
+	for _, v := range s.CPU {
+		d += v
+	}
+	return d
+}
+
+// cpuSnapshot is the CPU time used so far by the rig's servers and agent,
+// this process (the load generator) and, on PostgreSQL, the database's
+// processes on this machine.
+func (r *rig) cpuSnapshot() map[string]time.Duration {
+	m := map[string]time.Duration{"agent": r.procs.Get("agent").CPUTime(), "client": benchrig.ProcCPU(os.Getpid())}
+	for _, s := range r.srvs {
+		m[s.Proc.Name] = s.Proc.CPUTime()
+	}
+	if r.cfg.Store != "" {
+		m["postgres"] = benchrig.CommandCPU("postgres")
+	}
+	return m
+}
+
+// warmupPushes is how many pushes each client of the sustained run makes
+// before it.
+const warmupPushes = 10
+
 // measureSustained runs workers goroutines that push back to back, spread
-// over the bench users' access keys, until maxPushes calls have been made
-// or the duration has passed. Every call is authenticated, authorized,
+// over the bench users' access keys and over the rig's replicas (worker w
+// calls replica w mod replicas), until maxPushes calls have been made or
+// the duration has passed. Every call is authenticated, authorized,
 // signed, delivered to the agent and acknowledged, and audited (group
-// commit) before it answers.
+// commit) before it answers; a call to a replica other than the agent's
+// is routed to the agent's replica through the database first.
 func measureSustained(ctx context.Context, r *rig, workers, maxPushes int, duration time.Duration) (*sustainedResult, error) {
 	keys, err := keyLines(64)
 	if err != nil {
 		return nil, err
 	}
-	pushers := make([]*pusher, len(r.users))
-	for i, u := range r.users {
-		pushers[i] = newPusher(u, r.instance)
+	// pushers[replica][user]
+	pushers := make([][]*pusher, len(r.srvs))
+	for i, srv := range r.srvs {
+		for _, k := range r.userKeys {
+			cfg, err := srv.AWSConfig(k[0], k[1], 64)
+			if err != nil {
+				return nil, err
+			}
+			pushers[i] = append(pushers[i], newPusher(cfg, r.instance))
+		}
+	}
+	// Worker w's replica and client: with one replica, user w mod users.
+	pick := func(w int) (int, *pusher) {
+		via := w % len(pushers)
+		return via, pushers[via][(w/len(pushers))%len(pushers[via])]
 	}
 	// Warm up every client's connections.
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			for i := range 10 {
-				_ = pushers[w%len(pushers)].push(ctx, "ec2-user", keys[(w+i)%len(keys)])
+			_, p := pick(w)
+			for i := range warmupPushes {
+				_ = p.push(ctx, "ec2-user", keys[(w+i)%len(keys)])
 			}
 		})
 	}
 	wg.Wait()
 
-	res := &sustainedResult{Workers: workers, Keys: len(pushers), Errors: map[string]int{}, CPU: map[string]time.Duration{}}
+	res := &sustainedResult{Workers: workers, Keys: len(r.userKeys), Replicas: len(r.srvs), Errors: map[string]int{},
+		Via: make([]benchrig.Samples, len(r.srvs)), CPU: map[string]time.Duration{}}
 	var (
 		issued  atomic.Int64
 		mu      sync.Mutex
 		lat     = make(benchrig.Samples, 0, maxPushes)
-		cpu0    = map[string]time.Duration{"server": r.procs.Get("server").CPUTime(), "agent": r.procs.Get("agent").CPUTime(), "client": benchrig.ProcCPU(os.Getpid())}
+		cpu0    = r.cpuSnapshot()
 		runCtx  context.Context
 		stopRun context.CancelFunc
 	)
+	var db0 pgCounters
+	dbKnown := false
+	if r.cfg.Store != "" {
+		db0, dbKnown = readPGCounters(ctx, r.cfg.Store)
+	}
 	runCtx, stopRun = context.WithTimeout(ctx, duration)
 	defer stopRun()
 	start := time.Now()
 	for w := range workers {
 		wg.Go(func() {
-			p := pushers[w%len(pushers)]
+			via, p := pick(w)
 			local := make(benchrig.Samples, 0, maxPushes/workers+1)
 			errs := map[string]int{}
 			for runCtx.Err() == nil && issued.Add(1) <= int64(maxPushes) {
@@ -257,6 +319,7 @@ func measureSustained(ctx context.Context, r *rig, workers, maxPushes int, durat
 			}
 			mu.Lock()
 			lat = append(lat, local...)
+			res.Via[via] = append(res.Via[via], local...)
 			for k, v := range errs {
 				res.Errors[k] += v
 			}
@@ -265,9 +328,17 @@ func measureSustained(ctx context.Context, r *rig, workers, maxPushes int, durat
 	}
 	wg.Wait()
 	res.Elapsed = time.Since(start)
-	res.CPU["server"] = r.procs.Get("server").CPUTime() - cpu0["server"]
-	res.CPU["agent"] = r.procs.Get("agent").CPUTime() - cpu0["agent"]
-	res.CPU["client"] = benchrig.ProcCPU(os.Getpid()) - cpu0["client"]
+	for k, v := range r.cpuSnapshot() {
+		// max: a database process that ended during the run takes its
+		// time out of the sum.
+		res.CPU[k] = max(v-cpu0[k], 0)
+	}
+	if dbKnown {
+		if db1, ok := readPGCounters(ctx, r.cfg.Store); ok {
+			d := db1.sub(db0)
+			res.DB = &d
+		}
+	}
 	res.Pushes = len(lat)
 	res.Latency = lat
 	return res, nil

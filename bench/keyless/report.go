@@ -81,6 +81,7 @@ type report struct {
 	push       *pushResult
 	ssh        *sshResult
 	sustained  *sustainedResult
+	postgres   *pgResult // the sustained run on PostgreSQL, one and two replicas
 	micro      []microResult
 	sections   string // further Markdown sections
 	sshVersion string
@@ -94,8 +95,9 @@ func (r *report) write(w io.Writer) {
 	p("Produced by `%s` on %s. It runs `go test -run '^$' -bench . -benchmem -count 1 ./...`, then", o.command, r.started.UTC().Format("2006-01-02 15:04 UTC"))
 	p("`bench/keyless` (as root), which starts `postern server` (SQLite store, auditing on, `--throttle-rate 0`),")
 	p("an agent registered through an activation, and a private `sshd` on a loopback port whose")
-	p("`AuthorizedKeysCommand` is the installed helper, then measures them over loopback; and `bench/tunnels`")
-	p("(as root too), whose set-up its own section describes.")
+	p("`AuthorizedKeysCommand` is the installed helper, then measures them over loopback, and repeats the sustained")
+	p("pushes with the servers on PostgreSQL, one replica and two; and `bench/tunnels` (as root too), whose set-up")
+	p("its own section describes.")
 	p("")
 	p("Machine:")
 	p("")
@@ -103,9 +105,18 @@ func (r *report) write(w io.Writer) {
 	p("- %s, kernel %s, %s/%s", osName(), kernel(), runtime.GOOS, runtime.GOARCH)
 	p("- Go: %s; %s", runtime.Version(), r.sshVersion)
 	p("- syslog: %s", syslogNote(r.helper))
+	if pg := r.postgres; pg != nil && pg.Server != "" {
+		where := pg.Where
+		if pg.Local {
+			where += "`, on this machine"
+		} else {
+			where += "`"
+		}
+		p("- %s; at `%s", pg.Server, where)
+	}
 	p("")
 	p("The machine may be shared and noisy: compare figures and ratios measured in the same run, not across")
-	p("runs. Client, server, agent and sshd all share the same cores.")
+	p("runs. Client, server, agent and sshd (and PostgreSQL, in its runs) all share the same cores.")
 	p("")
 	p("## Keyless SSH (issue 3)")
 	p("")
@@ -156,9 +167,9 @@ func (r *report) write(w io.Writer) {
 	if s := r.sustained; s != nil {
 		p("- Sustained: bounded by %d pushes or %s, whichever comes first; the latency columns are per call", o.sustainedMax, o.sustainedFor)
 		p("  under that load. CPU used during the run, per push: server %s, agent %s, load generator %s",
-			perPush(s.CPU["server"], s.Pushes), perPush(s.CPU["agent"], s.Pushes), perPush(s.CPU["client"], s.Pushes))
-		p("  (%.0f%% of the machine's %d cores in all). The server alone, given the %d cores, would thus serve about", 100*float64(s.CPU["server"]+s.CPU["agent"]+s.CPU["client"])/float64(s.Elapsed)/float64(runtime.NumCPU()), runtime.NumCPU(), runtime.NumCPU())
-		p("  %s pushes/s; the measured rate is lower because the load generator and the agent run on the same cores.", capacity(s.CPU["server"], s.Pushes))
+			perPush(s.serverCPU(), s.Pushes), perPush(s.CPU["agent"], s.Pushes), perPush(s.CPU["client"], s.Pushes))
+		p("  (%s of the machine's %d cores in all). The server alone, given the %d cores, would thus serve about", busyShare(s), runtime.NumCPU(), runtime.NumCPU())
+		p("  %s pushes/s; the measured rate is lower because the load generator and the agent run on the same cores.", capacity(s.serverCPU(), s.Pushes))
 		if len(s.Errors) > 0 {
 			p("  Failures: %s.", benchrig.FormatErrors(s.Errors))
 		}
@@ -169,6 +180,7 @@ func (r *report) write(w io.Writer) {
 		p("  Ed25519 key, SendSSHPublicKey, then OpenSSH's `ssh`). Plain ssh runs as `%s`;", s.PlainCmd)
 		p("  its key is pushed before each run, outside the timing, since this sshd knows no other keys.")
 	}
+	r.writePostgres(p)
 	if r.sections != "" {
 		p("")
 		p("%s", r.sections)
@@ -183,6 +195,181 @@ func (r *report) write(w io.Writer) {
 			p("| %s | %s | %s | %s | %s | %s | %s |", m.pkg, m.name, m.iters, m.metric("ns/op"), m.metric("B/op"), m.metric("allocs/op"), m.others())
 		}
 	}
+}
+
+// writePostgres is the section of issue 6: sustained pushes on SQLite, on
+// PostgreSQL with one replica, and with two.
+func (r *report) writePostgres(p func(format string, args ...any)) {
+	pg := r.postgres
+	if pg == nil {
+		return
+	}
+	o := r.opts
+	p("")
+	p("## Sustained key pushes: SQLite, PostgreSQL, two replicas (issue 6)")
+	p("")
+	if pg.Skipped != "" {
+		p("**Not measured on PostgreSQL in this run:** the database at `%s` (`%s`; default `%s`) could not be", pg.Where, postgresEnv, redactURL(defaultPostgres))
+		p("reached: %s. Only SQLite's figure was taken, in the table above. Point `%s` at a", oneLine(pg.Skipped), postgresEnv)
+		p("PostgreSQL database (its user may create schemas) and run `%s` again.", o.command)
+		return
+	}
+	p("The sustained run of the table above — %d concurrent SDK clients over %d access keys, one agent, bounded by", o.workers, o.users)
+	p("%d pushes or %s — on three set-ups, each a rig of its own (servers, agent, sshd) started after the", o.sustainedMax, o.sustainedFor)
+	p("previous one stopped: SQLite with one server (the run above); `postern server --store postgres://…` with one")
+	p("replica; and two replicas on that store, the second started from a data directory holding only the first's")
+	p("`secrets.key` (it takes the other keys from the database), the agent registered with both URLs (`--server A,B`)")
+	p("and connected to A, and the clients spread over them, half on each. A push that reaches B is routed to A")
+	p("through the database (B looks up the replica holding the agent's session and NOTIFYs it; A pushes over the")
+	p("agent's WebSocket and NOTIFYs the acknowledgement back), and answers only on that acknowledgement. Each")
+	p("PostgreSQL set-up has a fresh schema, dropped afterwards.")
+	p("")
+	p("| store | replicas | clients | pushes/s | pushes | failed | median | p99 | ratio |")
+	p("|---|---|---|---:|---:|---:|---:|---:|---|")
+	base := r.sustained
+	if base != nil {
+		p("| SQLite (embedded) | 1 | %d | **%.0f** | %d in %.1f s | %d | %s | %s | |", base.Workers, base.rate(), base.Pushes, base.Elapsed.Seconds(),
+			benchrig.ErrorCount(base.Errors), benchrig.MS(base.Latency.Median()), benchrig.MS(base.Latency.P99()))
+	}
+	// Each PostgreSQL row against the row above it.
+	prev, prevName := base, "SQLite"
+	for _, run := range pg.Runs {
+		name := fmt.Sprintf("PG-%d", run.Config.Replicas)
+		replicas := fmt.Sprint(run.Config.Replicas)
+		if run.Config.Replicas > 1 {
+			replicas += ", agent on A"
+		}
+		s := run.Sustained
+		if run.Err != nil || s == nil {
+			p("| PostgreSQL | %s | | **failed**: %s | | | | | |", replicas, oneLine(fmt.Sprint(run.Err)))
+			prev = nil
+			continue
+		}
+		ratio := ""
+		if prev != nil && prev.rate() > 0 {
+			ratio = fmt.Sprintf("%s / %s: **%.2f×**", name, prevName, s.rate()/prev.rate())
+		}
+		p("| PostgreSQL | %s | %s | **%.0f** | %d in %.1f s | %d | %s | %s | %s |", replicas, clientSpread(s), s.rate(), s.Pushes, s.Elapsed.Seconds(),
+			benchrig.ErrorCount(s.Errors), benchrig.MS(s.Latency.Median()), benchrig.MS(s.Latency.P99()), ratio)
+		prev, prevName = s, name
+	}
+	p("")
+	p("| CPU per push | servers | agent | PostgreSQL | load generator | all, share of the %d cores |", runtime.NumCPU())
+	p("|---|---:|---:|---:|---:|---:|")
+	if base != nil {
+		p("| SQLite | %s | %s | | %s | %s |", perPush(base.serverCPU(), base.Pushes), perPush(base.CPU["agent"], base.Pushes), perPush(base.CPU["client"], base.Pushes), busyShare(base))
+	}
+	for _, run := range pg.Runs {
+		s := run.Sustained
+		if s == nil {
+			continue
+		}
+		servers := perPush(s.serverCPU(), s.Pushes)
+		if s.Replicas > 1 {
+			var parts []string
+			for i := range s.Replicas {
+				parts = append(parts, replicaLetter(i)+" "+perPush(s.CPU[replicaProc(i)], s.Pushes))
+			}
+			servers += " (" + strings.Join(parts, ", ") + ")"
+		}
+		pgCPU := "not visible"
+		if pg.Local {
+			pgCPU = perPush(s.CPU["postgres"], s.Pushes)
+		}
+		p("| PG-%d | %s | %s | %s | %s | %s |", run.Config.Replicas, servers, perPush(s.CPU["agent"], s.Pushes), pgCPU, perPush(s.CPU["client"], s.Pushes), busyShare(s))
+	}
+	p("")
+	p("How the figures are taken and what they say:")
+	p("")
+	p("- Every run: %d warm-up pushes per client, then the clients push back to back until the bound; the latency", warmupPushes)
+	p("  columns are per call under that load. Client w signs with access key (w / replicas) mod %d and calls", o.users)
+	p("  replica w mod replicas, each replica with clients of its own (kept-alive TLS connections to it).")
+	for _, run := range pg.Runs {
+		if s := run.Sustained; s != nil && s.Replicas > 1 {
+			var parts []string
+			for i, v := range s.Via {
+				what := "the agent's replica"
+				if i > 0 {
+					what = "routed to A"
+				}
+				parts = append(parts, fmt.Sprintf("through %s (%s) %d calls, median %s, p99 %s", replicaLetter(i), what, len(v), benchrig.MS(v.Median()), benchrig.MS(v.P99())))
+			}
+			p("- Two replicas: %s.", strings.Join(parts, "; "))
+		}
+		if s := run.Sustained; s != nil && s.DB != nil && s.Pushes > 0 {
+			n := float64(s.Pushes)
+			p("- PG-%d, PostgreSQL's own counters over the run (about: its backends report them each second): per push,", run.Config.Replicas)
+			p("  %.2f transactions committed and %.2f rolled back in the database, and, for the whole server, %.2f WAL", float64(s.DB.Commits)/n, float64(s.DB.Rollbacks)/n, float64(s.DB.WALWrites)/n)
+			p("  writes and %.2f WAL flushes (fsync).", float64(s.DB.WALSync)/n)
+		}
+		if s := run.Sustained; s != nil && len(s.Errors) > 0 {
+			p("  PG-%d failures: %s.", run.Config.Replicas, benchrig.FormatErrors(s.Errors))
+		}
+	}
+	p("- The PostgreSQL server is the one named under Machine, with its own settings (a commit waits for the WAL")
+	p("  to reach the disk when `fsync` and `synchronous_commit` are on); the servers open their default pools on it.")
+	if pg.Local {
+		p("  Its CPU column is the sum over its processes on this machine (`postgres`: the backends serving the")
+		p("  replicas, the WAL writer, the checkpointer, …) alive at the end of the run.")
+	} else {
+		p("  Its processes are not visible from this machine, so its CPU is not counted.")
+	}
+	p("- All replicas, PostgreSQL, the agent and the clients share this machine's %d cores: a second replica adds no", runtime.NumCPU())
+	p("  hardware here, so PG-2 / PG-1 shows what routing half the pushes through the database costs on the same")
+	p("  CPU, not how replicas on hosts of their own scale.")
+	p("- SQLite's run comes last on its rig, after the other keyless figures (about %d earlier pushes); each", r.earlierPushes())
+	p("  PostgreSQL run is the first on a fresh rig and database.")
+}
+
+// earlierPushes is about how many pushes the SQLite rig served before its
+// sustained run.
+func (r *report) earlierPushes() int {
+	n := 0
+	if r.helper != nil {
+		n += r.helper.Records + 1
+	}
+	if r.push != nil {
+		n += 50 + len(r.push.RTT)
+	}
+	if r.ssh != nil {
+		n += 2 * (len(r.ssh.Postern) + 2)
+	}
+	return n
+}
+
+// clientSpread says how the clients were spread over the replicas.
+func clientSpread(s *sustainedResult) string {
+	if s.Replicas <= 1 {
+		return fmt.Sprint(s.Workers)
+	}
+	var parts []string
+	for i := range s.Replicas {
+		n := s.Workers / s.Replicas
+		if i < s.Workers%s.Replicas {
+			n++
+		}
+		parts = append(parts, fmt.Sprintf("%d on %s", n, replicaLetter(i)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// busyShare is the CPU time of every process measured over the run's
+// wall-clock time on all cores.
+func busyShare(s *sustainedResult) string {
+	if s.Elapsed <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", 100*float64(s.totalCPU())/float64(s.Elapsed)/float64(runtime.NumCPU()))
+}
+
+// oneLine makes an error message fit a table cell.
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	s = strings.ReplaceAll(s, "|", "\\|")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
 }
 
 func perPush(d time.Duration, n int) string {

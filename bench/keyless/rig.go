@@ -47,23 +47,33 @@ const loginUser = "postern-bench"
 type rigConfig struct {
 	Postern    string // the postern binary under test
 	BenchUsers int    // IAM users with their own access keys
+	// Store is the servers' --store: empty for SQLite in the data
+	// directory, or a postgres:// URL (a schema of the run's own).
+	Store string
+	// Replicas is how many servers share Store (1 when zero; more than
+	// one needs PostgreSQL). The agent registers with all their URLs and
+	// connects to the first, replica A.
+	Replicas int
 }
 
 // rig is a whole keyless-SSH installation on loopback: `postern server` as
-// a child process (throttling off, auditing on), an agent in a child
-// process of its own (this program re-executed) registered through an
-// activation, and a private sshd whose AuthorizedKeysCommand is the
-// installed helper.
+// a child process (throttling off, auditing on; on PostgreSQL, possibly
+// several replicas of it), an agent in a child process of its own (this
+// program re-executed) registered through an activation, and a private
+// sshd whose AuthorizedKeysCommand is the installed helper.
 type rig struct {
-	cfg rigConfig
-	dir string // everything the run writes; removed at the end
-	srv *benchrig.Server
+	cfg  rigConfig
+	dir  string             // everything the run writes; removed at the end
+	srv  *benchrig.Server   // replica A, which the agent connects to
+	srvs []*benchrig.Server // every replica, A first
 
-	env      []string   // environment for postern client commands
-	admin    aws.Config // the admin's SDK configuration
-	users    []aws.Config
-	instance string // instance id of the agent
-	name     string // its Name tag
+	userKeys [][2]string // the bench users' access key ids and secrets
+
+	env      []string     // environment for postern client commands
+	admin    aws.Config   // the admin's SDK configuration
+	users    []aws.Config // the bench users' SDK configurations, for replica A
+	instance string       // instance id of the agent
+	name     string       // its Name tag
 
 	sshPort      int
 	helperConfig string
@@ -123,14 +133,47 @@ func startRig(ctx context.Context, cfg rigConfig) (_ *rig, err error) {
 	return r, nil
 }
 
-// startServer runs `postern server` on loopback.
+// startServer runs `postern server` on loopback, and its other replicas
+// when there are to be several: each from a data directory holding only
+// the first one's secrets key.
 func (r *rig) startServer(ctx context.Context) error {
-	srv, err := benchrig.StartServer(ctx, &r.procs, benchrig.ServerConfig{Postern: r.cfg.Postern, Dir: r.dir, Listen: "127.0.0.1:0"})
+	srv, err := benchrig.StartServer(ctx, &r.procs, benchrig.ServerConfig{Postern: r.cfg.Postern, Dir: r.dir, Listen: "127.0.0.1:0", Store: r.cfg.Store})
 	if err != nil {
 		return err
 	}
 	r.srv, r.env, r.admin = srv, srv.Env, srv.Admin
+	r.srvs = []*benchrig.Server{srv}
+	for i := 1; i < r.cfg.Replicas; i++ {
+		rep, err := srv.StartReplica(ctx, &r.procs, benchrig.ServerConfig{Postern: r.cfg.Postern, Dir: r.dir, Listen: "127.0.0.1:0",
+			Name: replicaProc(i)})
+		if err != nil {
+			return fmt.Errorf("start replica %s: %w", replicaLetter(i), err)
+		}
+		r.srvs = append(r.srvs, rep)
+	}
 	return nil
+}
+
+// replicaLetter names the i-th replica: A, B, …
+func replicaLetter(i int) string { return string(rune('A' + i)) }
+
+// replicaProc is the i-th replica's child process (and data directory)
+// name: server, server-b, …
+func replicaProc(i int) string {
+	if i == 0 {
+		return "server"
+	}
+	return "server-" + strings.ToLower(replicaLetter(i))
+}
+
+// serverURLs are the replicas' URLs, A first, as the agent registers
+// with them (`--server A,B`).
+func (r *rig) serverURLs() string {
+	urls := make([]string, len(r.srvs))
+	for i, s := range r.srvs {
+		urls[i] = s.Info.URL
+	}
+	return strings.Join(urls, ",")
 }
 
 // benchPolicy lets the bench users push keys, nothing else.
@@ -150,6 +193,7 @@ func (r *rig) createUsers(ctx context.Context) error {
 			return err
 		}
 		r.users = append(r.users, cfg)
+		r.userKeys = append(r.userKeys, [2]string{id, secret})
 	}
 	return nil
 }
@@ -201,7 +245,7 @@ func (r *rig) startInstance(ctx context.Context) error {
 	r.helperConfig = filepath.Join(pub, "helper.json")
 	state := filepath.Join(r.dir, "agent")
 	st, err := agent.Register(ctx, agent.Registration{
-		Server: r.srv.Info.URL, ActivationID: act.ActivationId, ActivationCode: act.ActivationCode, CABundle: string(r.srv.CA),
+		Server: r.serverURLs(), ActivationID: act.ActivationId, ActivationCode: act.ActivationCode, CABundle: string(r.srv.CA),
 		StateDir: state, HelperConfig: r.helperConfig, SocketPath: socket, Facts: agentFacts(pub, port),
 	})
 	if err != nil {

@@ -159,6 +159,30 @@ func ProcCPU(pid int) time.Duration {
 	return time.Duration(utime+stime) * time.Second / clkTck
 }
 
+// CommandCPU is the CPU time (user + system) used so far by every live
+// process whose command name (/proc/PID/comm) is comm, such as the
+// PostgreSQL server's processes ("postgres"), which are no children of the
+// benchmark. Processes that have ended are not counted.
+func CommandCPU(comm string) time.Duration {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var total time.Duration
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(b)) != comm {
+			continue
+		}
+		total += ProcCPU(pid)
+	}
+	return total
+}
+
 // ProcRSS reads a process's resident set size (VmRSS) from /proc, in
 // bytes.
 func ProcRSS(pid int) (int64, error) {
