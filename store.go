@@ -199,6 +199,9 @@ type Store interface {
 	// CloseTunnel forgets a live tunnel and returns it (KindNotFound when
 	// it is not recorded, or was forgotten).
 	CloseTunnel(ctx context.Context, id string) (*LiveTunnel, error)
+	// LiveEndpointProcesses returns how many processes of the endpoint
+	// were heard from at or after since.
+	LiveEndpointProcesses(ctx context.Context, endpointID string, since time.Time) (int, error)
 	// CountTunnels returns how many live tunnels each endpoint carries,
 	// counted as OpenTunnel counts them; endpoints without any are absent.
 	CountTunnels(ctx context.Context, staleBefore time.Time) (map[string]int, error)

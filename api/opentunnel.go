@@ -53,6 +53,29 @@ type usedURL struct {
 func (u *usedURLs) bind(sig string, source netip.Addr, expires, now time.Time) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	u.sweep(now)
+	if prev, ok := u.seen[sig]; ok {
+		return prev.source == source
+	}
+	u.seen[sig] = usedURL{source: source, expires: expires}
+	return true
+}
+
+// once records that key is used until expires and reports whether it was
+// new: a console ticket opens one tunnel.
+func (u *usedURLs) once(key string, expires, now time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.sweep(now)
+	if _, ok := u.seen[key]; ok {
+		return false
+	}
+	u.seen[key] = usedURL{expires: expires}
+	return true
+}
+
+// sweep forgets expired entries, every ten seconds at most; u.mu is held.
+func (u *usedURLs) sweep(now time.Time) {
 	if u.seen == nil {
 		u.seen = map[string]usedURL{}
 	}
@@ -64,11 +87,6 @@ func (u *usedURLs) bind(sig string, source netip.Addr, expires, now time.Time) b
 		}
 		u.next = now.Add(10 * time.Second)
 	}
-	if prev, ok := u.seen[sig]; ok {
-		return prev.source == source
-	}
-	u.seen[sig] = usedURL{source: source, expires: expires}
-	return true
 }
 
 // tunnelRequest is what an OpenTunnel URL asks for.
@@ -141,38 +159,66 @@ type TunnelReserver func(t *endpointproto.Tunnel) (release func(), err error)
 // AuthorizeTunnel decides an OpenTunnel handshake that reached endpoint ep:
 // it verifies the SigV4 presignature (service ec2-instance-connect, this
 // region, at most 60 seconds, used from one source address only, signed
-// for ep's DnsName and id),
-// checks the parameters against ep's settings, evaluates
-// ec2-instance-connect:OpenTunnel on ep's ARN with the request's condition
-// keys and aws:SourceIp, and audits the decision. A refusal carries the
-// HTTP status, AWS error code and message for the client.
+// for ep's DnsName and id), or the web console's ticket in its place
+// (ParamConsoleTicket), checks the parameters against ep's settings,
+// evaluates ec2-instance-connect:OpenTunnel on ep's ARN with the request's
+// condition keys and aws:SourceIp, and audits the decision. A refusal
+// carries the HTTP status, AWS error code and message for the client.
 func (s *Server) AuthorizeTunnel(ctx context.Context, ep *postern.Endpoint, in endpointproto.AuthorizeRequest, reserve TunnelReserver) endpointproto.AuthorizeResponse {
-	c := &call{s: s, ctx: ctx, start: s.now(), id: newRequestID(), svc: s.eicTunnelService(), opName: "OpenTunnel", op: &operation{}}
-	c.params = map[string]any{}
+	c := s.tunnelCall(ctx)
 	r, err := tunnelHTTPRequest(ctx, in)
-	if err == nil {
-		c.r = r
-		c.env = authority.Env{SourceIP: SourceIP(r), UserAgent: r.UserAgent(), Time: c.start}
-		var t *endpointproto.Tunnel
-		if t, err = c.openTunnel(ep); err == nil {
-			t.SourceIP = c.env.SourceIP.String()
-			release := func() {}
-			if reserve != nil {
-				release, err = reserve(t)
-			}
-			if err == nil {
-				if err = c.record(nil); err == nil {
-					return endpointproto.AuthorizeResponse{Allowed: true, Tunnel: t}
-				}
-				release()
-				s.log.Error("audit write failed; refusing the tunnel", "request_id", c.id, "err", err)
-				return endpointproto.AuthorizeResponse{Error: tunnelError(postern.Internal(err, "audit write failed"))}
-			}
-		}
-	} else {
+	if err != nil {
 		// An unparseable request still gets audited, as far as it goes.
 		c.r, _ = http.NewRequestWithContext(ctx, http.MethodGet, "/", nil)
 		c.r.RemoteAddr = in.SourceIP
+		return c.endTunnel(nil, err, nil)
+	}
+	c.r = r
+	c.env = authority.Env{SourceIP: SourceIP(r), UserAgent: r.UserAgent(), Time: c.start}
+	q := r.URL.Query()
+	c.noteTunnel(ep, q)
+	if q.Has(ParamConsoleTicket) {
+		err = c.redeemConsoleTicket(ep, q)
+	} else {
+		err = c.authenticatePresigned()
+	}
+	var t *endpointproto.Tunnel
+	if err == nil {
+		t, err = c.openTunnel(ep, q, r.Host)
+	}
+	return c.endTunnel(t, err, reserve)
+}
+
+// tunnelCall starts the audited call of one OpenTunnel decision.
+func (s *Server) tunnelCall(ctx context.Context) *call {
+	return &call{s: s, ctx: ctx, start: s.now(), id: newRequestID(), svc: s.eicTunnelService(), opName: "OpenTunnel", op: &operation{},
+		params: map[string]any{}}
+}
+
+// endTunnel takes an authorized tunnel's place with reserve and audits the
+// decision; err, or a failure on the way, refuses the tunnel.
+func (c *call) endTunnel(t *endpointproto.Tunnel, err error, reserve TunnelReserver) endpointproto.AuthorizeResponse {
+	s := c.s
+	if c.console {
+		if c.extra == nil {
+			c.extra = map[string]any{}
+		}
+		c.extra["invokedBy"] = ConsoleUserAgent
+	}
+	if err == nil {
+		t.SourceIP = c.env.SourceIP.String()
+		release := func() {}
+		if reserve != nil {
+			release, err = reserve(t)
+		}
+		if err == nil {
+			if err = c.record(nil); err == nil {
+				return endpointproto.AuthorizeResponse{Allowed: true, Tunnel: t}
+			}
+			release()
+			s.log.Error("audit write failed; refusing the tunnel", "request_id", c.id, "err", err)
+			return endpointproto.AuthorizeResponse{Error: tunnelError(postern.Internal(err, "audit write failed"))}
+		}
 	}
 	if aerr := c.record(err); aerr != nil {
 		s.log.Error("audit write failed", "request_id", c.id, "err", aerr)
@@ -213,32 +259,43 @@ func tunnelHTTPRequest(ctx context.Context, in endpointproto.AuthorizeRequest) (
 	return r, nil
 }
 
-// openTunnel authenticates and authorizes the call; the caller audits.
-func (c *call) openTunnel(ep *postern.Endpoint) (*endpointproto.Tunnel, error) {
-	q := c.r.URL.Query()
+// noteTunnel notes the tunnel's parameters and endpoint for the audit
+// record.
+func (c *call) noteTunnel(ep *postern.Endpoint, q url.Values) {
 	for _, k := range []string{endpointproto.ParamEndpointID, endpointproto.ParamRemotePort, endpointproto.ParamPrivateIPAddress, endpointproto.ParamMaxTunnelDuration} {
 		if v := q.Get(k); v != "" {
 			c.params[k] = truncate(v, 64)
 		}
 	}
-	arn := c.s.auth.EC2ARN("instance-connect-endpoint", ep.ID)
-	c.addResource(arn)
+	c.addResource(c.s.auth.EC2ARN("instance-connect-endpoint", ep.ID))
+}
+
+// authenticatePresigned verifies the SigV4 presignature of an OpenTunnel
+// URL: at most 60 seconds long, used from one source address only.
+func (c *call) authenticatePresigned() error {
 	if err := c.authenticate(); err != nil {
-		return nil, err
-	}
-	if !c.s.throttle.allow(c.principal.AccessKeyID, c.start) {
-		c.s.cfg.Metrics.throttled.Inc()
-		return nil, postern.CodedErrorf(postern.KindThrottled, "ThrottlingException", "Rate exceeded for access key %s", c.principal.AccessKeyID)
+		return err
 	}
 	sig := c.principal.Signature
 	if !sig.Presigned {
-		return nil, tunnelInvalid("OpenTunnel needs a presigned URL (X-Amz-Signature in the query)")
+		return tunnelInvalid("OpenTunnel needs a presigned URL (X-Amz-Signature in the query)")
 	}
 	if sig.Expires.Sub(sig.SignedAt) > maxTunnelURLLifetime {
-		return nil, tunnelInvalid("X-Amz-Expires is %d seconds; an OpenTunnel URL may live at most %d", int(sig.Expires.Sub(sig.SignedAt)/time.Second), int(maxTunnelURLLifetime/time.Second))
+		return tunnelInvalid("X-Amz-Expires is %d seconds; an OpenTunnel URL may live at most %d", int(sig.Expires.Sub(sig.SignedAt)/time.Second), int(maxTunnelURLLifetime/time.Second))
 	}
 	if !c.s.usedTunnelURLs.bind(c.r.URL.Query().Get("X-Amz-Signature"), c.env.SourceIP, sig.Expires, c.start) {
-		return nil, tunnelDenied("This presigned OpenTunnel URL was already used from another address; sign a new one where you connect from")
+		return tunnelDenied("This presigned OpenTunnel URL was already used from another address; sign a new one where you connect from")
+	}
+	return nil
+}
+
+// openTunnel checks the tunnel q asks for against ep and authorizes it
+// for the caller, whom the call has authenticated; the caller audits. host
+// is the Host the request was sent to, which must name ep ("" for the
+// console's in-process tunnels, which are sent nowhere).
+func (c *call) openTunnel(ep *postern.Endpoint, q url.Values, host string) (*endpointproto.Tunnel, error) {
+	if err := c.throttled(); err != nil {
+		return nil, err
 	}
 	t, err := parseTunnelQuery(q)
 	if err != nil {
@@ -249,8 +306,8 @@ func (c *call) openTunnel(ep *postern.Endpoint) (*endpointproto.Tunnel, error) {
 		return nil, tunnelDenied("The URL was signed for Instance Connect Endpoint %s, not %s", truncate(t.endpointID, 40), ep.ID)
 	case ep.State != postern.EndpointCreateComplete:
 		return nil, postern.CodedErrorf(postern.KindConflict, "IncorrectState", "Instance Connect Endpoint %s is %s and opens no tunnels", ep.ID, ep.State)
-	case !sameHost(c.r.Host, ep.DNSName):
-		return nil, tunnelDenied("The URL was signed for host %s; Instance Connect Endpoint %s is reached at %s", truncate(c.r.Host, 255), ep.ID, ep.DNSName)
+	case host != "" && !sameHost(host, ep.DNSName):
+		return nil, tunnelDenied("The URL was signed for host %s; Instance Connect Endpoint %s is reached at %s", truncate(host, 255), ep.ID, ep.DNSName)
 	}
 	maxDur := int(ep.MaxTunnelDuration / time.Second)
 	dur := t.maxDuration
@@ -268,6 +325,7 @@ func (c *call) openTunnel(ep *postern.Endpoint) (*endpointproto.Tunnel, error) {
 		keyPrivateIPAddress:  {t.target.String()},
 		keyMaxTunnelDuration: {strconv.Itoa(dur)},
 	}
+	arn := c.s.auth.EC2ARN("instance-connect-endpoint", ep.ID)
 	if err := c.authorize("ec2-instance-connect:OpenTunnel", arn, keys); err != nil {
 		return nil, err
 	}

@@ -43,6 +43,9 @@ type Config struct {
 	DB     *sql.DB
 	Hub    LocalHub
 	Logger *slog.Logger
+	// OnEndpointChange, when set, is called on every replica (this one
+	// included) when any replica announces that an endpoint changed.
+	OnEndpointChange func(endpointID string)
 }
 
 // Cluster is this replica's part of the cluster.
@@ -60,10 +63,10 @@ type Cluster struct {
 // message is what replicas NOTIFY each other: a push to deliver or the
 // answer to one.
 type message struct {
-	Type       string            `json:"t"` // "push" or "ack"
+	Type       string            `json:"t"` // "push", "ack" or "endpoint"
 	ID         string            `json:"id"`
 	From       string            `json:"from,omitempty"`
-	InstanceID string            `json:"i,omitempty"`
+	InstanceID string            `json:"i,omitempty"` // or the endpoint id
 	Record     *keyrecord.Signed `json:"r,omitempty"`
 	TimeoutMS  int64             `json:"ms,omitempty"`
 	Error      string            `json:"e,omitempty"`
@@ -105,6 +108,9 @@ func (c *Cluster) Done() <-chan struct{} { return c.done }
 
 func channelOf(replica string) string { return "postern_replica_" + replica }
 
+// allChannel carries announcements to every replica.
+const allChannel = "postern_all"
+
 // listen keeps a LISTEN connection and answers what arrives on it,
 // reconnecting with backoff when the connection is lost. The first
 // attempt's outcome goes to first.
@@ -118,7 +124,7 @@ func (c *Cluster) listen(ctx, start context.Context, first chan<- error) {
 		}
 		conn, err := pgx.Connect(cctx, c.cfg.URL)
 		if err == nil {
-			_, err = conn.Exec(cctx, "LISTEN "+channelOf(c.id))
+			_, err = conn.Exec(cctx, "LISTEN "+channelOf(c.id)+"; LISTEN "+allChannel)
 		}
 		if first != nil {
 			first <- err
@@ -160,6 +166,10 @@ func (c *Cluster) receive(ctx context.Context, conn *pgx.Conn) error {
 			continue
 		}
 		switch m.Type {
+		case "endpoint":
+			if c.cfg.OnEndpointChange != nil && m.InstanceID != "" {
+				go c.cfg.OnEndpointChange(m.InstanceID)
+			}
 		case "push":
 			go c.deliver(ctx, m)
 		case "ack":
@@ -317,4 +327,16 @@ func (c *Cluster) beat(ctx context.Context) (int, error) {
 	var n int
 	err := c.cfg.DB.QueryRowContext(ctx, `SELECT count(*) FROM replicas WHERE seen_at >= ?`, gone).Scan(&n)
 	return max(n, 1), err
+}
+
+// EndpointChanged announces to every replica (this one included) that an
+// endpoint's settings or state changed, so that each tells the endpoint's
+// processes connected to it.
+func (c *Cluster) EndpointChanged(ctx context.Context, endpointID string) error {
+	b, err := json.Marshal(message{Type: "endpoint", InstanceID: endpointID})
+	if err != nil {
+		return err
+	}
+	_, err = c.cfg.DB.ExecContext(ctx, `SELECT pg_notify(?, ?)`, allChannel, string(b))
+	return err
 }

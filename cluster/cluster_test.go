@@ -157,3 +157,43 @@ func TestReleaseKeepsAHandOver(t *testing.T) {
 		t.Errorf("after B released it, the holder is %q, want none", h)
 	}
 }
+
+func TestEndpointChangesReachEveryReplica(t *testing.T) {
+	url := pgtest.URL(t)
+	heard := make(chan string, 4)
+	join := func(name string) *Cluster {
+		st, err := postgres.Open(context.Background(), url, postgres.Options{MaxConns: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		w, _ := st.DBs()
+		ctx, cancel := context.WithCancel(context.Background())
+		c, err := New(ctx, ctx, Config{URL: url, DB: w, Hub: &fakeHub{held: map[string]bool{}},
+			OnEndpointChange: func(id string) { heard <- name + ":" + id }})
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cancel(); <-c.Done() })
+		return c
+	}
+	a := join("A")
+	join("B")
+	if err := a.EndpointChanged(context.Background(), "eice-0123456789abcdef0"); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	timeout := time.After(10 * time.Second)
+	for len(got) < 2 {
+		select {
+		case h := <-heard:
+			got[h] = true
+		case <-timeout:
+			t.Fatalf("after 10 s the replicas heard %v, want A and B", got)
+		}
+	}
+	if !got["A:eice-0123456789abcdef0"] || !got["B:eice-0123456789abcdef0"] {
+		t.Errorf("heard %v", got)
+	}
+}

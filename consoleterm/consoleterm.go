@@ -1,9 +1,11 @@
 // Package consoleterm serves the web console's terminal: a WebSocket that
 // pushes an ephemeral key as the signed-in user (through the same
-// SendSSHPublicKey path as the API, so policy and audit apply), logs in to
-// the instance over SSH, verifying its host key against the keys its
-// agent reported, and bridges a PTY shell to the browser, recording every
-// session.
+// SendSSHPublicKey path as the API, so policy and audit apply), reaches
+// the instance as postern ssh would (its public address directly; else its
+// private address through an Instance Connect Endpoint of its VPC, opened
+// as the user, or directly when the VPC has none), logs in over SSH,
+// verifying its host key against the keys its agent reported, and bridges
+// a PTY shell to the browser, recording every session.
 package consoleterm
 
 import (
@@ -25,6 +27,7 @@ import (
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/authority"
 	"github.com/postern-dev/postern/console"
+	"github.com/postern-dev/postern/tunnel"
 )
 
 // Path is the terminal's WebSocket:
@@ -43,6 +46,15 @@ const (
 // KeyPusher pushes a public key as a console user; *api.Server is one.
 type KeyPusher interface {
 	PushKeyAs(ctx context.Context, p *authority.Principal, env authority.Env, instanceID, osUser, publicKey string) (requestID string, err error)
+}
+
+// TunnelOpener opens tunnels through Instance Connect Endpoints as a
+// console user: each is an OpenTunnel call of the user, under the user's
+// policies and the endpoint's limits, audited in the user's name. The
+// server implements it. A refusal is an *endpointproto.TunnelError;
+// tunnelID is the OpenTunnel audit record's request id.
+type TunnelOpener interface {
+	OpenTunnelAs(ctx context.Context, p *authority.Principal, env authority.Env, ep *postern.Endpoint, target string, port int) (conn tunnel.MessageConn, tunnelID string, err error)
 }
 
 // Sessions signs console users in; *console.Server is one.
@@ -85,8 +97,11 @@ type Config struct {
 	// SSH keepalives in a row end the session as lost.
 	KeepAlive      time.Duration
 	ConnectTimeout time.Duration
-	// Dial connects to instances; nil: a net.Dialer.
+	// Dial connects to instances directly; nil: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Tunnels reaches instances through Instance Connect Endpoints; nil:
+	// instances that need one cannot be reached.
+	Tunnels TunnelOpener
 	// AllowLoopback lets the console dial an instance that reports a
 	// loopback address. Only `postern dev` sets it, whose demo instance
 	// lives on the server's own host; elsewhere an agent reporting
@@ -194,6 +209,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // message the browser is shown, and the WebSocket close code.
 type failure struct {
 	code, message string
+	action        string // the policy action refused, for AccessDenied
 	close         websocket.StatusCode
 	audited       bool // already in the trail (a refused key push)
 }
@@ -210,7 +226,7 @@ func pushFailure(err error) *failure {
 	f := &failure{code: e.Code, message: e.Message, close: websocket.StatusPolicyViolation, audited: true}
 	switch e.Kind {
 	case postern.KindDenied:
-		f.code = "AccessDenied"
+		f.code, f.action = "AccessDenied", "ec2-instance-connect:SendSSHPublicKey"
 	case postern.KindUnavailable, postern.KindThrottled:
 		f.close = websocket.StatusTryAgainLater
 	}

@@ -30,6 +30,10 @@ type Error struct {
 	Type    string `json:"type"` // "error"
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Action is, for AccessDenied, the policy action refused:
+	// ec2-instance-connect:SendSSHPublicKey (the key push) or
+	// ec2-instance-connect:OpenTunnel (the tunnel through an endpoint).
+	Action string `json:"action,omitempty"`
 }
 
 // Resize is the browser's new terminal size.

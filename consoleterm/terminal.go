@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -17,8 +18,11 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/postern-dev/postern"
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/authority"
+	"github.com/postern-dev/postern/endpointproto"
+	"github.com/postern-dev/postern/opentunnel"
 )
 
 // terminal is one browser terminal session.
@@ -35,6 +39,10 @@ type terminal struct {
 	recordingID   string
 	bytesIn       atomic.Int64 // browser → instance
 	bytesOut      atomic.Int64 // instance → browser
+
+	// endpointID and tunnelID name the Instance Connect Endpoint and the
+	// tunnel the session went through, if it did.
+	endpointID, tunnelID string
 }
 
 // Why a running session ended; the first reason wins.
@@ -104,16 +112,7 @@ func (t *terminal) connect(ctx context.Context) (*ssh.Client, *failure) {
 	inst, err := cfg.Authority.Store().GetInstance(ctx, t.req.InstanceID)
 	if err != nil {
 		t.s.log.Error("terminal: instance lookup failed", "instance", t.req.InstanceID, "err", err)
-		return nil, &failure{code: "InternalError", message: "The instance could not be looked up; the server log has the details.", close: websocket.StatusInternalError}
-	}
-	unreachable := func(why string) *failure {
-		return &failure{code: "InstanceUnreachable", close: websocket.StatusTryAgainLater, message: fmt.Sprintf(
-			"Cannot reach %s directly: %s. The console connects only to the instance's private address; reaching it through an Instance Connect Endpoint is not supported yet.",
-			inst.ID, why)}
-	}
-	addr, err := netip.ParseAddr(inst.PrivateIP)
-	if err != nil || addr.IsLoopback() && !cfg.AllowLoopback || addr.IsUnspecified() || addr.IsLinkLocalUnicast() || addr.IsMulticast() {
-		return nil, unreachable(fmt.Sprintf("its agent reported no usable private address (%q)", truncate(inst.PrivateIP, 64)))
+		return nil, internalFailure("The instance could not be looked up; the server log has the details.")
 	}
 	port := inst.SSHPort
 	if port <= 0 || port > 65535 {
@@ -124,13 +123,9 @@ func (t *terminal) connect(ctx context.Context) (*ssh.Client, *failure) {
 		return nil, &failure{code: "HostKeyUnknown", close: websocket.StatusPolicyViolation,
 			message: fmt.Sprintf("Cannot verify %s: %v, so the console will not connect.", inst.ID, err)}
 	}
-	target := net.JoinHostPort(addr.String(), strconv.Itoa(port))
-	t.status(ctx, StateConnecting, "connecting to "+inst.ID+" at "+target)
-	dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
-	defer cancel()
-	conn, err := cfg.Dial(dctx, "tcp", target)
-	if err != nil {
-		return nil, unreachable(fmt.Sprintf("%s does not answer (%v)", target, err))
+	conn, target, f := t.reach(ctx, inst, port, env)
+	if f != nil {
+		return nil, f
 	}
 	// The handshake has no context: a deadline bounds it.
 	_ = conn.SetDeadline(time.Now().Add(cfg.ConnectTimeout))
@@ -144,10 +139,152 @@ func (t *terminal) connect(ctx context.Context) (*ssh.Client, *failure) {
 			return nil, &failure{code: "HostKeyMismatch", close: websocket.StatusPolicyViolation,
 				message: fmt.Sprintf("%s at %s presented a host key its agent did not report; the console did not log in.", inst.ID, target)}
 		}
-		return nil, unreachable(fmt.Sprintf("the SSH login as %s at %s failed (%v)", t.req.OSUser, target, err))
+		return nil, t.unreachable(inst, fmt.Sprintf("the SSH login as %s at %s failed (%v)", t.req.OSUser, target, err))
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return ssh.NewClient(sc, chans, reqs), nil
+}
+
+func internalFailure(msg string) *failure {
+	return &failure{code: "InternalError", message: msg, close: websocket.StatusInternalError}
+}
+
+// unreachable is a failure to reach the instance's sshd, saying how the
+// console tried.
+func (t *terminal) unreachable(inst *postern.Instance, why string) *failure {
+	how := "directly"
+	if t.endpointID != "" {
+		how = "through Instance Connect Endpoint " + t.endpointID
+	}
+	return &failure{code: "InstanceUnreachable", close: websocket.StatusTryAgainLater,
+		message: fmt.Sprintf("Cannot reach %s %s: %s.", inst.ID, how, why)}
+}
+
+// reach connects to the instance's sshd the way postern ssh does with
+// --connection-type auto (opentunnel.ChooseRoute): its public address
+// directly; else its private address through an Instance Connect Endpoint
+// of its VPC, preferably in its subnet, opened as the user; or, when its
+// VPC has no endpoint ready, its private address directly. It returns the
+// connection and the address it reached.
+func (t *terminal) reach(ctx context.Context, inst *postern.Instance, port int, env authority.Env) (net.Conn, string, *failure) {
+	cfg := t.s.cfg
+	if inst.PublicIP == "" && inst.PrivateIP == "" {
+		return nil, "", t.unreachable(inst, "its agent reported no address")
+	}
+	endpoints := map[string]*postern.Endpoint{}
+	route, err := opentunnel.ChooseRoute(ctx, opentunnel.Addresses{
+		ID: inst.ID, PublicIP: inst.PublicIP, PrivateIP: inst.PrivateIP, VpcID: inst.VPCID, SubnetID: inst.SubnetID,
+	}, opentunnel.ConnectionAuto, false, func(ctx context.Context, i opentunnel.Instance) (opentunnel.Endpoint, error) {
+		all, err := cfg.Authority.Store().ListEndpoints(ctx, nil)
+		if err != nil {
+			return opentunnel.Endpoint{}, err
+		}
+		candidates := make([]opentunnel.Endpoint, len(all))
+		for n := range all {
+			e := &all[n]
+			endpoints[e.ID] = e
+			candidates[n] = opentunnel.Endpoint{ID: e.ID, DNSName: e.DNSName, VpcID: e.VPCID, SubnetID: e.SubnetID, State: e.State}
+		}
+		return opentunnel.PickEndpoint(i, candidates)
+	})
+	if err != nil {
+		t.s.log.Error("terminal: choosing the way to the instance failed", "instance", inst.ID, "err", err)
+		return nil, "", internalFailure("The way to the instance could not be looked up; the server log has the details.")
+	}
+	addr, err := netip.ParseAddr(route.Addr)
+	if err != nil {
+		return nil, "", t.unreachable(inst, fmt.Sprintf("its agent reported no usable address (%q)", truncate(route.Addr, 64)))
+	}
+	target := net.JoinHostPort(addr.String(), strconv.Itoa(port))
+	if route.Endpoint != nil {
+		return t.tunnel(ctx, inst, endpoints[route.Endpoint.ID], addr, port, env)
+	}
+	if addr.IsLoopback() && !cfg.AllowLoopback || addr.IsUnspecified() || addr.IsLinkLocalUnicast() || addr.IsMulticast() {
+		return nil, "", t.unreachable(inst, fmt.Sprintf("its agent reported no usable address (%q)", truncate(route.Addr, 64)))
+	}
+	t.status(ctx, StateConnecting, "connecting to "+inst.ID+" at "+target)
+	dctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+	conn, err := cfg.Dial(dctx, "tcp", target)
+	if err != nil {
+		why := fmt.Sprintf("%s does not answer (%v)", target, err)
+		if route.Addr == inst.PrivateIP {
+			why += fmt.Sprintf("; the instance has no public address and its VPC %s has no Instance Connect Endpoint ready to reach it through", orNone(inst.VPCID))
+		}
+		return nil, "", t.unreachable(inst, why)
+	}
+	return conn, target, nil
+}
+
+// tunnel opens a tunnel to addr:port through ep as the user and returns
+// it as a connection.
+func (t *terminal) tunnel(ctx context.Context, inst *postern.Instance, ep *postern.Endpoint, addr netip.Addr, port int, env authority.Env) (net.Conn, string, *failure) {
+	cfg := t.s.cfg
+	t.endpointID = ep.ID
+	target := net.JoinHostPort(addr.String(), strconv.Itoa(port))
+	if cfg.Tunnels == nil {
+		return nil, "", t.unreachable(inst, "this server does not open tunnels for the console")
+	}
+	t.status(ctx, StateConnecting, fmt.Sprintf("connecting to %s at %s through Instance Connect Endpoint %s", inst.ID, target, ep.ID))
+	// Setting a tunnel up takes the endpoint's own dial of the target.
+	dctx, cancel := context.WithTimeout(ctx, 3*cfg.ConnectTimeout)
+	defer cancel()
+	ws, id, err := cfg.Tunnels.OpenTunnelAs(dctx, t.principal, env, ep, addr.String(), port)
+	if err != nil {
+		return nil, "", t.tunnelFailure(inst, ep, target, err)
+	}
+	t.tunnelID = id
+	conn, ended := opentunnel.Conn(ws)
+	go func() {
+		if err := <-ended; err != nil {
+			t.s.log.Info("terminal: tunnel ended", "instance", inst.ID, "endpoint", ep.ID, "tunnel", id, "err", err)
+		}
+	}()
+	return conn, target, nil
+}
+
+// tunnelFailure turns an endpoint's refusal, or a failure to reach it,
+// into what the browser is shown. The OpenTunnel decision is in the
+// trail already; the session's record says how it ended.
+func (t *terminal) tunnelFailure(inst *postern.Instance, ep *postern.Endpoint, target string, err error) *failure {
+	var te *endpointproto.TunnelError
+	if !errors.As(err, &te) {
+		var pe *postern.Error
+		if errors.As(err, &pe) && pe.Kind != postern.KindInternal && pe.Kind != postern.KindOther {
+			return t.unreachable(inst, pe.Message)
+		}
+		if !errors.As(err, new(*opentunnel.DialError)) && !errors.Is(err, context.DeadlineExceeded) {
+			t.s.log.Error("terminal: opening a tunnel failed", "instance", inst.ID, "endpoint", ep.ID, "err", err)
+		}
+		return t.unreachable(inst, fmt.Sprintf("the tunnel to %s could not be opened (%v)", target, err))
+	}
+	t.tunnelID = te.RequestID
+	detail := te.Message
+	if te.RequestID != "" {
+		detail += " (request id " + te.RequestID + ")"
+	}
+	switch {
+	case te.Status == http.StatusForbidden && te.ErrorCode == "AccessDeniedException":
+		return &failure{code: "AccessDenied", action: "ec2-instance-connect:OpenTunnel", close: websocket.StatusPolicyViolation, message: detail}
+	case te.Status == http.StatusTooManyRequests:
+		return &failure{code: te.ErrorCode, close: websocket.StatusTryAgainLater, message: detail}
+	case te.Status >= 500 && te.ErrorCode != "ServiceException":
+		return t.unreachable(inst, fmt.Sprintf("the endpoint could not open the tunnel to %s: %s", target, detail))
+	case te.Status >= 500:
+		return &failure{code: "InternalError", close: websocket.StatusInternalError, message: detail}
+	}
+	code := te.ErrorCode
+	if code == "" {
+		code = "TunnelRefused"
+	}
+	return &failure{code: code, close: websocket.StatusPolicyViolation, message: detail}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }
 
 // serve records and bridges the shell until it ends, and says why. The
@@ -216,7 +353,11 @@ func (t *terminal) serve(ctx context.Context, client *ssh.Client) (readerDone ch
 		close(readerDone)
 		return readerDone, lost{t.req.InstanceID, err}
 	}
-	t.status(sctx, StateConnected, "connected to "+t.req.InstanceID+" as "+t.req.OSUser)
+	connected := "connected to " + t.req.InstanceID + " as " + t.req.OSUser
+	if t.endpointID != "" {
+		connected += " through Instance Connect Endpoint " + t.endpointID
+	}
+	t.status(sctx, StateConnected, connected)
 
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -417,7 +558,7 @@ func (t *terminal) fail(ctx context.Context, f *failure) {
 	if !f.audited {
 		t.audit(ctx, f.code, f.message, "failed to start")
 	}
-	t.send(ctx, Error{Type: "error", Code: f.code, Message: f.message})
+	t.send(ctx, Error{Type: "error", Code: f.code, Message: f.message, Action: f.action})
 	t.ws.Close(f.close, truncate(f.code, 120))
 }
 
@@ -462,6 +603,12 @@ func (t *terminal) audit(ctx context.Context, code, msg, ended string) {
 		},
 		ErrorCode: code, RequestID: uuid.NewString(), EventType: "PosternTerminal", RecipientAccountID: cfg.Account,
 		Resources: []audit.Resource{{ARN: arn, AccountID: cfg.Account, Type: "AWS::EC2::Instance"}},
+	}
+	if t.endpointID != "" {
+		ev.AdditionalEventData["endpointId"] = t.endpointID
+		ev.AdditionalEventData["tunnelId"] = t.tunnelID
+		epARN := auth.EC2ARN("instance-connect-endpoint", t.endpointID)
+		ev.Resources = append(ev.Resources, audit.Resource{ARN: epARN, AccountID: cfg.Account, Type: "AWS::EC2::InstanceConnectEndpoint"})
 	}
 	if code != "" {
 		ev.ErrorMessage = truncate(msg, 512)

@@ -24,7 +24,10 @@ import (
 	"github.com/postern-dev/postern/audit"
 	"github.com/postern-dev/postern/authority"
 	"github.com/postern-dev/postern/console"
+	"github.com/postern-dev/postern/endpointproto"
 	"github.com/postern-dev/postern/store/sqlite/sqlitetest"
+	"github.com/postern-dev/postern/tunnel"
+	"github.com/postern-dev/postern/tunnel/tunneltest"
 )
 
 const testInstance = "i-0123456789abcdef0"
@@ -46,6 +49,10 @@ type fixture struct {
 	frozen   chan struct{} // closed: the link to the instance goes silent
 	sshDone  chan struct{} // closed when the instance's side of a connection ends
 	served   chan struct{} // receives when a terminal request is done (audited)
+
+	dials     int      // direct connections to the instance
+	tunnels   []string // "user endpoint target:port source" of each tunnel opened
+	tunnelErr error    // what opening a tunnel answers
 }
 
 func newFixture(t *testing.T, keepAlive time.Duration) *fixture {
@@ -72,7 +79,11 @@ func newFixture(t *testing.T, keepAlive time.Duration) *fixture {
 			return f.recorder.start(m)
 		},
 		KeepAlive: keepAlive,
+		Tunnels:   f,
 		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			f.mu.Lock()
+			f.dials++
+			f.mu.Unlock()
 			if addr != "10.0.0.5:2222" {
 				return nil, fmt.Errorf("dialled %s, want the private address and SSH port", addr)
 			}
@@ -111,6 +122,47 @@ func (f *fixture) PushKeyAs(_ context.Context, p *authority.Principal, _ authori
 	}
 	f.pushed = publicKey
 	return "req-1", nil
+}
+
+// OpenTunnelAs is the fake server's tunnels: an in-memory WebSocket
+// whose far end the "endpoint" pipes to the instance.
+func (f *fixture) OpenTunnelAs(ctx context.Context, p *authority.Principal, env authority.Env, ep *postern.Endpoint, target string, port int) (tunnel.MessageConn, string, error) {
+	f.mu.Lock()
+	f.tunnels = append(f.tunnels, fmt.Sprintf("%s %s %s:%d %s", p.User.Name, ep.ID, target, port, env.SourceIP))
+	err := f.tunnelErr
+	f.mu.Unlock()
+	if err != nil {
+		return nil, "", err
+	}
+	tcp, err := new(net.Dialer).DialContext(ctx, "tcp", f.ln.Addr().String())
+	if err != nil {
+		return nil, "", err
+	}
+	client, endpoint := tunneltest.Pair()
+	go tunnel.Pipe(context.Background(), endpoint, tcp, tunnel.Limits{})
+	return client, "tunnel-1", nil
+}
+
+// putEndpoint places the instance in a VPC whose subnet has an endpoint
+// that joined.
+func (f *fixture) putEndpoint() {
+	f.t.Helper()
+	ctx := f.t.Context()
+	must := func(err error) {
+		f.t.Helper()
+		if err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	must(f.st.CreateVPC(ctx, &postern.VPC{ID: "vpc-0123456789abcdef0", CIDR: "10.0.0.0/16", State: "available"}))
+	must(f.st.CreateSubnet(ctx, &postern.Subnet{ID: "subnet-0123456789abcdef0", VPCID: "vpc-0123456789abcdef0", CIDR: "10.0.0.0/24", State: "available"}))
+	must(f.st.CreateEndpoint(ctx, &postern.Endpoint{ID: "eice-0123456789abcdef0", SubnetID: "subnet-0123456789abcdef0", VPCID: "vpc-0123456789abcdef0",
+		State: postern.EndpointCreateInProgress, EndpointSettings: postern.EndpointSettings{AllowedPorts: []int{22, 2222}, MaxConnections: 20, MaxTunnelDuration: time.Hour}}))
+	must(f.st.JoinEndpoint(ctx, "eice-0123456789abcdef0", "eice.example.test:8443", time.Now()))
+	inst, err := f.st.GetInstance(ctx, testInstance)
+	must(err)
+	inst.VPCID, inst.SubnetID = "vpc-0123456789abcdef0", "subnet-0123456789abcdef0"
+	must(f.st.PutInstance(ctx, inst))
 }
 
 type fakeSessions struct{}
@@ -540,5 +592,66 @@ func TestTerminalBrowserGone(t *testing.T) {
 	ev := f.lastAudit()
 	if ev["errorCode"] != nil || ev["responseElements"].(map[string]any)["ended"] != "the browser went away" {
 		t.Errorf("audit record %v", ev)
+	}
+}
+
+// TestTerminalThroughEndpoint: an instance without a public address, in a
+// VPC with an endpoint ready, is reached through a tunnel opened as the
+// user, never directly.
+func TestTerminalThroughEndpoint(t *testing.T) {
+	f := newFixture(t, 0)
+	f.putEndpoint()
+	cl := f.open()
+	m := cl.await()
+	if m["state"] != StateConnected || !strings.Contains(m["message"], "through Instance Connect Endpoint eice-0123456789abcdef0") {
+		t.Fatalf("got %v, want connected through the endpoint", m)
+	}
+	cl.send([]byte("hello\r"))
+	cl.awaitOutput([]byte("hello\r"))
+	cl.send([]byte("exit\r"))
+	if m := cl.await(); m["state"] != StateClosed {
+		t.Errorf("after exit: %v", m)
+	}
+	ev := f.lastAudit()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.tunnels) != 1 || !strings.HasPrefix(f.tunnels[0], "alice eice-0123456789abcdef0 10.0.0.5:2222 ") || f.dials != 0 {
+		t.Errorf("tunnels %q and %d direct dials; want one tunnel as alice to the private address and SSH port", f.tunnels, f.dials)
+	}
+	extra := ev["additionalEventData"].(map[string]any)
+	if ev["errorCode"] != nil || extra["endpointId"] != "eice-0123456789abcdef0" || extra["tunnelId"] != "tunnel-1" {
+		t.Errorf("audit record %v", ev)
+	}
+}
+
+// TestTerminalTunnelDenied: a tunnel the user's policy refuses is an
+// AccessDenied naming OpenTunnel, and the session's record says so.
+func TestTerminalTunnelDenied(t *testing.T) {
+	f := newFixture(t, 0)
+	f.putEndpoint()
+	f.tunnelErr = &endpointproto.TunnelError{Status: http.StatusForbidden, ErrorCode: "AccessDeniedException", RequestID: "req-9",
+		Message: "User: arn:aws:iam::123456789012:user/alice is not authorized to perform: ec2-instance-connect:OpenTunnel on resource: arn:aws:ec2:us-east-1:123456789012:instance-connect-endpoint/eice-0123456789abcdef0"}
+	cl := f.open()
+	m := cl.await()
+	if m["type"] != "error" || m["code"] != "AccessDenied" || m["action"] != "ec2-instance-connect:OpenTunnel" ||
+		!strings.Contains(m["message"], "not authorized to perform: ec2-instance-connect:OpenTunnel") || !strings.Contains(m["message"], "req-9") {
+		t.Errorf("got %v, want AccessDenied for OpenTunnel", m)
+	}
+	if st := cl.closeStatus(); st != websocket.StatusPolicyViolation {
+		t.Errorf("close status %v, want 1008", st)
+	}
+	ev := f.lastAudit()
+	if ev["errorCode"] != "AccessDenied" || ev["additionalEventData"].(map[string]any)["tunnelId"] != "req-9" {
+		t.Errorf("audit record %v", ev)
+	}
+
+	// An endpoint that cannot reach the instance.
+	f.tunnelErr = &endpointproto.TunnelError{Status: http.StatusBadGateway, ErrorCode: "TargetUnreachable", Message: "connection refused", RequestID: "req-10"}
+	cl = f.open()
+	if m := cl.await(); m["code"] != "InstanceUnreachable" || !strings.Contains(m["message"], "through Instance Connect Endpoint eice-0123456789abcdef0") {
+		t.Errorf("got %v, want InstanceUnreachable through the endpoint", m)
+	}
+	if st := cl.closeStatus(); st != websocket.StatusTryAgainLater {
+		t.Errorf("close status %v, want 1013", st)
 	}
 }

@@ -97,7 +97,7 @@ func TestThrottling(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !regexp.MustCompile(`(?m)^postern_api_throttled_total [1-9]`).Match(b) {
+	if !regexp.MustCompile(`(?m)^postern_api_throttled_total\{replica="[^"]+"\} [1-9]`).Match(b) {
 		t.Errorf("/metrics: postern_api_throttled_total is not positive:\n%s", grepLines(string(b), "throttled"))
 	}
 }

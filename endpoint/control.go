@@ -56,7 +56,7 @@ func (e *Endpoint) control(ctx context.Context) error {
 // the endpoint is deleted.
 func (e *Endpoint) controlSession(ctx context.Context) error {
 	dctx, cancel := context.WithTimeout(ctx, controlDialTimeout)
-	c, err := e.srv.dial(dctx, endpointproto.ControlPath, url.Values{endpointproto.ParamProcess: {e.process}}, nil)
+	c, err := e.srv.dial(dctx, endpointproto.ControlPath, url.Values{endpointproto.ParamProcess: {e.process}, endpointproto.ParamMode: {e.cfg.Mode}}, nil)
 	cancel()
 	var ce *callError
 	if errors.As(err, &ce) && ce.Status == http.StatusGone {

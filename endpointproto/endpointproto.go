@@ -36,6 +36,11 @@ import (
 // process draws a random name at start.
 const ParamProcess = "process"
 
+// ParamMode, on ControlPath, is the process's mode (ModeListen or
+// ModeRelay): the server carries its own console's tunnels through a
+// relay-mode process connected to it in-process.
+const ParamMode = "mode"
+
 // An endpoint process is heard from (its control connection answers a
 // ping) every ProcessTouch; one not heard from for ProcessStale is gone,
 // and the tunnels it carried stop counting against the endpoint's limit.

@@ -25,8 +25,8 @@ const HandshakeTimeout = 30 * time.Second
 // Postern's endpoints send at most 32 KiB; the margin is for others.
 const maxServerMessage = 1 << 20
 
-// userAgent names the client in the endpoint's audit record.
-const userAgent = "postern-cli open-tunnel"
+// UserAgent names postern's own client in the endpoint's audit record.
+const UserAgent = "postern-cli open-tunnel"
 
 // HandshakeError is an endpoint's refusal to open a tunnel: the HTTP
 // status of its answer and the AWS error in its JSON body
@@ -64,6 +64,14 @@ func (e *HandshakeError) Error() string {
 // roots), through the proxy the environment names, if any. An answer other
 // than 101 is a *HandshakeError. Errors never quote the URL's signature.
 func Dial(ctx context.Context, rawURL string, tlsConfig *tls.Config) (*tunnel.WebSocket, error) {
+	ws, _, err := DialAs(ctx, rawURL, tlsConfig, UserAgent)
+	return ws, err
+}
+
+// DialAs is Dial for a client that names itself with userAgent; it also
+// returns the tunnel's id, the request id of the endpoint's answer
+// (x-amzn-RequestId), which is the OpenTunnel audit record's.
+func DialAs(ctx context.Context, rawURL string, tlsConfig *tls.Config, userAgent string) (*tunnel.WebSocket, string, error) {
 	var tc *tls.Config
 	if tlsConfig != nil {
 		tc = tlsConfig.Clone()
@@ -82,11 +90,11 @@ func Dial(ctx context.Context, rawURL string, tlsConfig *tls.Config) (*tunnel.We
 	})
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, handshakeError(resp)
+			return nil, "", handshakeError(resp)
 		}
-		return nil, dialError(rawURL, err)
+		return nil, "", dialError(rawURL, err)
 	}
-	return tunnel.NewWebSocket(c, maxServerMessage), nil
+	return tunnel.NewWebSocket(c, maxServerMessage), resp.Header.Get(tunnel.RequestIDHeader), nil
 }
 
 // handshakeError reads an endpoint's refusal. Only the first KiB of the

@@ -52,6 +52,9 @@ type Endpoint struct {
 	DNSName  string
 	VpcID    string
 	SubnetID string
+	// State is the endpoint's EC2 state (create-complete, …); empty when
+	// unknown, as for an endpoint given by id and DNS name.
+	State string
 }
 
 // ErrNoEndpoint says that no Instance Connect Endpoint can carry the
@@ -64,37 +67,54 @@ var openStates = []string{"create-complete", "update-in-progress", "update-faile
 
 // FindEndpoint chooses the endpoint a tunnel goes through, as the AWS CLI
 // does: endpointID when given (it must be ready), else a ready endpoint of
-// the instance's VPC, preferring one in its subnet. When there is none the
-// error wraps ErrNoEndpoint.
+// the instance's VPC, preferring one in its subnet (PickEndpoint among the
+// VPC's endpoints that DescribeInstanceConnectEndpoints lists). When there
+// is none the error wraps ErrNoEndpoint.
 func FindEndpoint(ctx context.Context, api EC2API, inst Instance, endpointID string) (Endpoint, error) {
 	if endpointID != "" {
 		return endpointByID(ctx, api, endpointID)
 	}
 	if inst.VpcID == "" {
-		return Endpoint{}, fmt.Errorf("%w: instance %s is in no VPC", ErrNoEndpoint, inst.ID)
+		return PickEndpoint(inst, nil)
 	}
 	in := &ec2.DescribeInstanceConnectEndpointsInput{Filters: []ec2types.Filter{
 		{Name: aws.String("state"), Values: openStates},
 		{Name: aws.String("vpc-id"), Values: []string{inst.VpcID}},
 	}}
-	var first *Endpoint
+	var candidates []Endpoint
 	for p := ec2.NewDescribeInstanceConnectEndpointsPaginator(api, in); p.HasMorePages(); {
 		out, err := p.NextPage(ctx)
 		if err != nil {
 			return Endpoint{}, err
 		}
 		for _, e := range out.InstanceConnectEndpoints {
-			// Filters are the server's to apply; check again.
-			if !isOpen(e) || aws.ToString(e.VpcId) != inst.VpcID || aws.ToString(e.DnsName) == "" {
-				continue
-			}
-			ep := endpointOf(e)
-			if inst.SubnetID != "" && ep.SubnetID == inst.SubnetID {
-				return ep, nil
-			}
-			if first == nil {
-				first = &ep
-			}
+			candidates = append(candidates, endpointOf(e))
+		}
+	}
+	return PickEndpoint(inst, candidates)
+}
+
+// PickEndpoint chooses, among candidates, the endpoint a tunnel to inst
+// goes through: one of the instance's VPC that is ready (Usable),
+// preferably in its subnet, else the first. It is the one rule that
+// FindEndpoint (postern ssh, proxy, open-tunnel) and the web console's
+// terminal, which lists endpoints from the server's store, both follow.
+// When none fits the error wraps ErrNoEndpoint.
+func PickEndpoint(inst Instance, candidates []Endpoint) (Endpoint, error) {
+	if inst.VpcID == "" {
+		return Endpoint{}, fmt.Errorf("%w: instance %s is in no VPC", ErrNoEndpoint, inst.ID)
+	}
+	var first *Endpoint
+	for i := range candidates {
+		ep := &candidates[i]
+		if ep.VpcID != inst.VpcID || ep.Usable() != nil {
+			continue
+		}
+		if inst.SubnetID != "" && ep.SubnetID == inst.SubnetID {
+			return *ep, nil
+		}
+		if first == nil {
+			first = ep
 		}
 	}
 	if first != nil {
@@ -102,6 +122,23 @@ func FindEndpoint(ctx context.Context, api EC2API, inst Instance, endpointID str
 	}
 	return Endpoint{}, fmt.Errorf("%w in %s for instance %s: create one with 'postern endpoint create --subnet-id %s' (or connect directly with --connection-type direct)",
 		ErrNoEndpoint, inst.VpcID, inst.ID, orPlaceholder(inst.SubnetID))
+}
+
+// Usable says why the endpoint cannot carry tunnels now (an error wrapping
+// ErrNoEndpoint), or nil: it is in a state that opens tunnels and has a
+// DNS name (its process joined).
+func (e Endpoint) Usable() error {
+	open := false
+	for _, s := range openStates {
+		open = open || e.State == s
+	}
+	switch {
+	case !open:
+		return fmt.Errorf("%w: Instance Connect Endpoint %s is %s", ErrNoEndpoint, e.ID, e.State)
+	case e.DNSName == "":
+		return fmt.Errorf("%w: Instance Connect Endpoint %s has no DNS name yet (its process has not joined)", ErrNoEndpoint, e.ID)
+	}
+	return nil
 }
 
 func endpointByID(ctx context.Context, api EC2API, id string) (Endpoint, error) {
@@ -113,29 +150,18 @@ func endpointByID(ctx context.Context, api EC2API, id string) (Endpoint, error) 
 		if aws.ToString(e.InstanceConnectEndpointId) != id {
 			continue
 		}
-		switch {
-		case !isOpen(e):
-			return Endpoint{}, fmt.Errorf("%w: Instance Connect Endpoint %s is %s", ErrNoEndpoint, id, e.State)
-		case aws.ToString(e.DnsName) == "":
-			return Endpoint{}, fmt.Errorf("%w: Instance Connect Endpoint %s has no DNS name yet (its process has not joined)", ErrNoEndpoint, id)
+		ep := endpointOf(e)
+		if err := ep.Usable(); err != nil {
+			return Endpoint{}, err
 		}
-		return endpointOf(e), nil
+		return ep, nil
 	}
 	return Endpoint{}, fmt.Errorf("%w: Instance Connect Endpoint %s was not found", ErrNoEndpoint, id)
 }
 
-func isOpen(e ec2types.Ec2InstanceConnectEndpoint) bool {
-	for _, s := range openStates {
-		if string(e.State) == s {
-			return true
-		}
-	}
-	return false
-}
-
 func endpointOf(e ec2types.Ec2InstanceConnectEndpoint) Endpoint {
 	return Endpoint{ID: aws.ToString(e.InstanceConnectEndpointId), DNSName: aws.ToString(e.DnsName),
-		VpcID: aws.ToString(e.VpcId), SubnetID: aws.ToString(e.SubnetId)}
+		VpcID: aws.ToString(e.VpcId), SubnetID: aws.ToString(e.SubnetId), State: string(e.State)}
 }
 
 func orPlaceholder(s string) string {

@@ -6,7 +6,12 @@
 //
 // The relay works on tunnel.MessageConn, the interface the endpoint's side
 // uses too, so it is tested over an in-memory pair as well as over a real
-// WebSocket; Dial adapts a coder/websocket connection.
+// WebSocket; Dial adapts a coder/websocket connection, and Conn turns a
+// tunnel into a net.Conn for clients inside the process.
+//
+// It also holds the one rule by which postern ssh, postern proxy and the
+// web console's terminal choose between connecting directly and going
+// through an endpoint, and which endpoint (ChooseRoute, PickEndpoint).
 package opentunnel
 
 import (

@@ -55,6 +55,7 @@ type relayDialBack struct {
 type endpointSession struct {
 	endpointID string
 	process    string
+	mode       string // endpointproto.ModeListen, ModeRelay, or "" when the process did not say
 	send       chan endpointproto.Control
 	closed     chan struct{}
 }
@@ -106,6 +107,19 @@ func (h *endpointHub) pick(id string) *endpointSession {
 	return nil
 }
 
+// pickRelay returns one relay-mode process of the endpoint connected here,
+// at random, or nil.
+func (h *endpointHub) pickRelay(id string) *endpointSession {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, sess := range h.sessions[id] {
+		if sess.mode == endpointproto.ModeRelay {
+			return sess
+		}
+	}
+	return nil
+}
+
 // reserveTunnel returns a TunnelReserver that counts a tunnel carried by
 // process against ep's connection limit, shared by all its processes.
 func (s *Server) reserveTunnel(ep *postern.Endpoint, process string) api.TunnelReserver {
@@ -135,16 +149,50 @@ func (s *Server) forgetTunnel(id string) {
 // deletion. An endpoint being deleted with no process connected has no
 // tunnels to close here, so its deletion completes at once.
 func (s *Server) onEndpointChange(e *postern.Endpoint) {
+	if s.cluster != nil {
+		// Its processes may be connected to any replica: every replica,
+		// this one included, tells its own (tellEndpointChange).
+		if err := s.cluster.EndpointChanged(context.WithoutCancel(s.baseCtx), e.ID); err != nil {
+			s.log.Error("cannot announce an endpoint change to the other replicas", "endpoint", e.ID, "err", err)
+			s.tellEndpointChange(e)
+		}
+		return
+	}
+	s.tellEndpointChange(e)
+}
+
+// tellEndpointChange tells the endpoint's processes connected here of new
+// settings or of its deletion. An endpoint being deleted with no process
+// connected anywhere has no tunnels to close, so its deletion completes at
+// once; otherwise it completes when a process reports its tunnels closed.
+func (s *Server) tellEndpointChange(e *postern.Endpoint) {
 	if e.State == postern.EndpointDeleteInProgress {
-		if !s.endpoints.tell(e.ID, endpointproto.Control{Type: endpointproto.ControlDelete}) {
-			if err := s.auth.CompleteEndpointDeletion(context.WithoutCancel(s.baseCtx), e.ID); err != nil {
-				s.log.Warn("completing an endpoint's deletion failed", "endpoint", e.ID, "err", err)
+		if s.endpoints.tell(e.ID, endpointproto.Control{Type: endpointproto.ControlDelete}) {
+			return
+		}
+		ctx := context.WithoutCancel(s.baseCtx)
+		if s.cluster != nil {
+			if n, err := s.store.LiveEndpointProcesses(ctx, e.ID, time.Now().Add(-processStale)); err != nil || n > 0 {
+				return // another replica's processes report the deletion
 			}
+		}
+		if err := s.auth.CompleteEndpointDeletion(ctx, e.ID); err != nil && !postern.IsKind(err, postern.KindConflict) {
+			s.log.Warn("completing an endpoint's deletion failed", "endpoint", e.ID, "err", err)
 		}
 		return
 	}
 	set := endpointproto.SettingsOf(e.EndpointSettings)
 	s.endpoints.tell(e.ID, endpointproto.Control{Type: endpointproto.ControlSettings, Settings: &set})
+}
+
+// onAnnouncedEndpointChange is a replica's part of an announced change.
+func (s *Server) onAnnouncedEndpointChange(id string) {
+	e, err := s.store.GetEndpoint(context.WithoutCancel(s.baseCtx), id)
+	if err != nil {
+		s.log.Warn("cannot read an endpoint another replica changed", "endpoint", id, "err", err)
+		return
+	}
+	s.tellEndpointChange(e)
 }
 
 // endpointCaller authenticates an endpoint process by its join credential
@@ -314,12 +362,16 @@ func (s *Server) handleEndpointControl(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, endpointproto.ErrorResponse{Code: "ServiceException", Message: "internal error"})
 		return
 	}
+	mode := r.URL.Query().Get(endpointproto.ParamMode)
+	if mode != endpointproto.ModeListen && mode != endpointproto.ModeRelay {
+		mode = "" // an endpoint process older than the console's tunnels
+	}
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		return
 	}
 	c.SetReadLimit(64 << 10)
-	sess := &endpointSession{endpointID: ep.ID, process: process, send: make(chan endpointproto.Control, 64), closed: make(chan struct{})}
+	sess := &endpointSession{endpointID: ep.ID, process: process, mode: mode, send: make(chan endpointproto.Control, 64), closed: make(chan struct{})}
 	h := s.endpoints
 	h.mu.Lock()
 	if h.sessions[ep.ID] == nil {
@@ -469,18 +521,42 @@ func (s *Server) handleOpenTunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// One of the endpoint's processes connected here carries the tunnel.
+	leg, t, te := s.relayTunnel(r.Context(), ep, s.endpoints.pick(ep.ID), func(process string, reserve api.TunnelReserver) endpointproto.AuthorizeResponse {
+		return s.api.AuthorizeTunnel(r.Context(), ep, endpointproto.AuthorizeRequest{
+			Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, SourceIP: sourceAddr(r), UserAgent: r.UserAgent(), Process: process,
+		}, reserve)
+	})
+	if te != nil {
+		refuse(te)
+		return
+	}
+	defer close(leg.done)
+	client, err := tunnel.Accept(w, r, t.ID)
+	if err != nil {
+		leg.conn.Close(websocket.StatusGoingAway, "the client's handshake failed")
+		return
+	}
+	splice(s.baseCtx, client, tunnel.NewWebSocket(leg.conn, 1<<20))
+}
+
+// relayTunnel opens a relayed tunnel through ep: it decides the tunnel
+// with authorize (given the process that will carry it, and the
+// reservation of its place), has sess, one of ep's processes connected
+// here (nil: none is), dial the target and the server back, and returns
+// the endpoint's leg and the tunnel; the caller closes leg.done when the
+// tunnel is over. A refusal is what the client is answered, with the
+// request id of the OpenTunnel audit record.
+func (s *Server) relayTunnel(ctx context.Context, ep *postern.Endpoint, sess *endpointSession,
+	authorize func(process string, reserve api.TunnelReserver) endpointproto.AuthorizeResponse,
+) (relayDialBack, *endpointproto.Tunnel, *endpointproto.TunnelError) {
 	h := s.endpoints
-	sess := h.pick(ep.ID)
 	process := "none"
 	if sess != nil {
 		process = sess.process
 	}
-	resp := s.api.AuthorizeTunnel(r.Context(), ep, endpointproto.AuthorizeRequest{
-		Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, SourceIP: sourceAddr(r), UserAgent: r.UserAgent(), Process: process,
-	}, s.reserveTunnel(ep, process))
+	resp := authorize(process, s.reserveTunnel(ep, process))
 	if !resp.Allowed {
-		refuse(resp.Error)
-		return
+		return relayDialBack{}, nil, resp.Error
 	}
 	t := resp.Tunnel
 	back := make(chan relayDialBack, 1)
@@ -494,9 +570,8 @@ func (s *Server) handleOpenTunnel(w http.ResponseWriter, r *http.Request) {
 	}()
 	if sess == nil || !sess.deliver(endpointproto.Control{Type: endpointproto.ControlDial, Dial: t}) {
 		s.forgetTunnel(t.ID)
-		refuse(&endpointproto.TunnelError{Status: http.StatusServiceUnavailable, ErrorCode: "ServiceUnavailableException",
-			Message: "Instance Connect Endpoint " + ep.ID + " is not connected to the server; is its process running?", RequestID: t.ID})
-		return
+		return relayDialBack{}, nil, &endpointproto.TunnelError{Status: http.StatusServiceUnavailable, ErrorCode: "ServiceUnavailableException",
+			Message: "Instance Connect Endpoint " + ep.ID + " is not connected to the server; is its process running?", RequestID: t.ID}
 	}
 	timer := time.NewTimer(relayWait)
 	defer timer.Stop()
@@ -505,25 +580,18 @@ func (s *Server) handleOpenTunnel(w http.ResponseWriter, r *http.Request) {
 	case leg = <-back:
 	case <-timer.C:
 		s.forgetTunnel(t.ID)
-		refuse(&endpointproto.TunnelError{Status: http.StatusGatewayTimeout, ErrorCode: "ServiceUnavailableException",
-			Message: "Instance Connect Endpoint " + ep.ID + " did not answer in time", RequestID: t.ID})
-		return
-	case <-r.Context().Done():
+		return relayDialBack{}, nil, &endpointproto.TunnelError{Status: http.StatusGatewayTimeout, ErrorCode: "ServiceUnavailableException",
+			Message: "Instance Connect Endpoint " + ep.ID + " did not answer in time", RequestID: t.ID}
+	case <-ctx.Done():
 		s.forgetTunnel(t.ID)
-		return
+		return relayDialBack{}, nil, &endpointproto.TunnelError{Status: http.StatusServiceUnavailable, ErrorCode: "ServiceUnavailableException",
+			Message: "The client went away while the tunnel was set up", RequestID: t.ID}
 	}
 	if leg.err != nil {
 		leg.err.RequestID = t.ID
-		refuse(leg.err)
-		return
+		return relayDialBack{}, nil, leg.err
 	}
-	defer close(leg.done)
-	client, err := tunnel.Accept(w, r, t.ID)
-	if err != nil {
-		leg.conn.Close(websocket.StatusGoingAway, "the client's handshake failed")
-		return
-	}
-	splice(s.baseCtx, client, tunnel.NewWebSocket(leg.conn, 1<<20))
+	return leg, t, nil
 }
 
 // handleEndpointRelay takes an endpoint's dial-back for a relayed tunnel.

@@ -217,6 +217,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 	}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.WithoutCancel(ctx))
 	s.hub = s.newHub()
+	s.endpoints = newEndpointHub()
 	var pusher api.KeyPusher = s.hub
 	if IsPostgresURL(cfg.Store) {
 		if s.cluster, err = s.joinCluster(); err != nil {
@@ -263,7 +264,6 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 		Recordings: s.recorder,
 	})
 	mux := http.NewServeMux()
-	s.endpoints = newEndpointHub()
 	s.auth.OnEndpointChange(s.onEndpointChange)
 	mux.Handle("/", s.api)
 	s.console = console.New(console.Config{

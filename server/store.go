@@ -73,7 +73,8 @@ func (s *Server) joinCluster() (*cluster.Cluster, error) {
 	w, _ := dbs.DBs()
 	ctx, cancel := context.WithTimeout(s.baseCtx, 30*time.Second)
 	defer cancel()
-	c, err := cluster.New(s.baseCtx, ctx, cluster.Config{URL: s.cfg.Store, DB: w, Hub: s.hub, Logger: s.log})
+	c, err := cluster.New(s.baseCtx, ctx, cluster.Config{URL: s.cfg.Store, DB: w, Hub: s.hub, Logger: s.log,
+		OnEndpointChange: s.onAnnouncedEndpointChange})
 	if err != nil {
 		return nil, fmt.Errorf("join the cluster: %w", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -246,7 +245,8 @@ type sshRoute struct {
 	tunnel *tunnelRoute
 }
 
-// chooseRoute picks the way to an instance for --connection-type:
+// chooseRoute picks the way to an instance for --connection-type, by the
+// rule the web console's terminal follows too (opentunnel.ChooseRoute):
 //
 //   - direct: its public address, else its private one;
 //   - eice (or any --eice-options): its private address through an
@@ -255,39 +255,31 @@ type sshRoute struct {
 //     an endpoint of its VPC, or directly when its VPC has none.
 func chooseRoute(ctx context.Context, cfg aws.Config, info *connectInfo, connectionType string, eice eiceOptions) (sshRoute, error) {
 	switch connectionType {
-	case "auto", "direct", "eice":
+	case opentunnel.ConnectionAuto, opentunnel.ConnectionDirect, opentunnel.ConnectionEICE:
 	default:
 		return sshRoute{}, usagef("--connection-type must be auto, direct or eice, got %q", connectionType)
 	}
-	if connectionType == "direct" && eice.isSet() {
+	if connectionType == opentunnel.ConnectionDirect && eice.isSet() {
 		return sshRoute{}, usagef("--eice-options cannot be used with --connection-type direct")
 	}
-	useEndpoint := connectionType == "eice" || eice.isSet()
-	if !useEndpoint && info.PublicIpAddress != "" {
-		return sshRoute{addr: info.PublicIpAddress}, nil
-	}
-	if info.PrivateIpAddress == "" {
-		if useEndpoint {
-			return sshRoute{}, fmt.Errorf("instance %s has reported no private address to tunnel to", info.InstanceId)
+	addrs := opentunnel.Addresses{ID: info.InstanceId, PublicIP: info.PublicIpAddress, PrivateIP: info.PrivateIpAddress,
+		VpcID: info.VpcId, SubnetID: info.SubnetId}
+	route, err := opentunnel.ChooseRoute(ctx, addrs, connectionType, eice.isSet(), func(ctx context.Context, inst opentunnel.Instance) (opentunnel.Endpoint, error) {
+		r := &tunnelRoute{Instance: inst, Endpoint: opentunnel.Endpoint{ID: eice.EndpointID, DNSName: eice.DNSName}}
+		if err := r.resolve(ctx, cfg); err != nil {
+			return opentunnel.Endpoint{}, err
 		}
-		return sshRoute{}, fmt.Errorf("instance %s has reported no address", info.InstanceId)
-	}
-	if connectionType == "direct" {
-		return sshRoute{addr: info.PrivateIpAddress}, nil
-	}
-	r := &tunnelRoute{
-		Instance:          opentunnel.Instance{ID: info.InstanceId, PrivateIP: info.PrivateIpAddress, VpcID: info.VpcId, SubnetID: info.SubnetId},
-		Endpoint:          opentunnel.Endpoint{ID: eice.EndpointID, DNSName: eice.DNSName},
-		MaxTunnelDuration: eice.MaxTunnelDuration,
-	}
-	if err := r.resolve(ctx, cfg); err != nil {
-		if !useEndpoint && errors.Is(err, opentunnel.ErrNoEndpoint) {
-			// Postern's auto also serves networks without endpoints, where
-			// the client reaches private addresses itself (a VPN, the same
-			// LAN), as it did before endpoints existed.
-			return sshRoute{addr: info.PrivateIpAddress}, nil
-		}
+		return r.Endpoint, nil
+	})
+	if err != nil {
 		return sshRoute{}, err
 	}
-	return sshRoute{addr: info.PrivateIpAddress, tunnel: r}, nil
+	if route.Endpoint == nil {
+		return sshRoute{addr: route.Addr}, nil
+	}
+	return sshRoute{addr: route.Addr, tunnel: &tunnelRoute{
+		Instance:          opentunnel.Instance{ID: info.InstanceId, PrivateIP: info.PrivateIpAddress, VpcID: info.VpcId, SubnetID: info.SubnetId},
+		Endpoint:          *route.Endpoint,
+		MaxTunnelDuration: eice.MaxTunnelDuration,
+	}}, nil
 }

@@ -134,11 +134,17 @@ type eiceWorld struct {
 	// tunnelHost is where clients open tunnels: the endpoint in listen
 	// mode, the server in relay mode.
 	tunnelHost string
+
+	// Console users (eiceconsole_test.go): names and session cookies, and
+	// the tunnels their terminals went through.
+	tunnelUser, pushOnlyUser     string
+	tunnelCookie, pushOnlyCookie string
+	consoleTunnels               map[string]bool
 }
 
 // TestEndpointTunnels is issue 4's "Done when" end to end: a private
 // instance that only an Instance Connect Endpoint reaches, in listen mode
-// and then in relay mode.
+// and then in relay mode, from the CLI and from the console's terminal.
 func TestEndpointTunnels(t *testing.T) {
 	w := &eiceWorld{world: buildWorld(t, true, "")}
 	w.tunnelHost = w.edgeIP + ":8443"
@@ -169,6 +175,7 @@ func TestEndpointTunnels(t *testing.T) {
 	if !t.Run("ListenModeSSH", w.testPosternSSH) {
 		t.FailNow()
 	}
+	t.Run("ConsoleListenMode", w.testConsoleThroughEndpoint)
 	t.Run("ScpOneGiB", w.testScpOneGiB)
 	t.Run("RealClientsPresign", w.testRealClientsPresign)
 	t.Run("ConnectionLimit", w.testConnectionLimit)
@@ -184,6 +191,7 @@ func TestEndpointTunnels(t *testing.T) {
 	w.startEndpoint(t, "relay")
 	w.tunnelHost = strings.TrimPrefix(w.URL, "https://")
 	t.Run("RelayModeSSH", w.testPosternSSH)
+	t.Run("ConsoleRelayMode", w.testConsoleThroughEndpoint)
 	t.Run("ProcessesShareTheLimit", w.testProcessesShareTheLimit)
 }
 

@@ -356,3 +356,16 @@ func (s *Store) CountTunnels(ctx context.Context, staleBefore time.Time) (map[st
 	}
 	return out, nil
 }
+
+// LiveEndpointProcesses counts the endpoint's processes heard from lately.
+func (s *Store) LiveEndpointProcesses(ctx context.Context, endpointID string, since time.Time) (int, error) {
+	from, err := timeArg(since)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM endpoint_processes WHERE endpoint_id = ? AND seen_at >= ?`, endpointID, from).Scan(&n); err != nil {
+		return 0, dbErr(ctx, err, "count endpoint processes")
+	}
+	return n, nil
+}

@@ -266,6 +266,12 @@ func testLiveTunnels(t *testing.T, s postern.Store) {
 		ok(t, s.TouchEndpointProcess(ctx, eiceA, p, seen), "TouchEndpointProcess "+p)
 	}
 	ok(t, s.TouchEndpointProcess(ctx, eiceB, "p9", seen), "TouchEndpointProcess p9")
+	if n, err := s.LiveEndpointProcesses(ctx, eiceA, stale); err != nil || n != 2 {
+		t.Errorf("LiveEndpointProcesses of %s = %d, %v; want 2", eiceA, n, err)
+	}
+	if n, err := s.LiveEndpointProcesses(ctx, eiceA, stamp(101)); err != nil || n != 0 {
+		t.Errorf("LiveEndpointProcesses of %s seen after both = %d, %v; want 0", eiceA, n, err)
+	}
 	ok(t, s.OpenTunnel(ctx, liveTunnel("t1", eiceA, "p1"), 3, stale), "OpenTunnel t1")
 	ok(t, s.OpenTunnel(ctx, liveTunnel("t2", eiceA, "p2"), 3, stale), "OpenTunnel t2")
 	ok(t, s.OpenTunnel(ctx, liveTunnel("t3", eiceA, "p2"), 3, stale), "OpenTunnel t3")

@@ -114,7 +114,7 @@ export function terminalPage(r: Route): Page {
           return;
         }
         gotError = true;
-        const plain = explain(m.code);
+        const plain = explain(m.code, m.action);
         setState('error', errorTitle(m.code), plain || m.message || m.code, plain ? m.message || '' : '');
       }
     };
@@ -131,10 +131,14 @@ export function terminalPage(r: Route): Page {
     };
   }
 
-  // What a refusal means for the person in front of the page.
-  function explain(code: string): string {
+  // What a refusal means for the person in front of the page. The
+  // action says which step was refused: the key push, or the tunnel
+  // through the instance's Instance Connect Endpoint.
+  function explain(code: string, action?: string): string {
     switch (code) {
       case 'AccessDenied':
+        if (action === 'ec2-instance-connect:OpenTunnel')
+          return `Your policies do not allow you to reach ${instanceId} through its Instance Connect Endpoint (ec2-instance-connect:OpenTunnel). Ask an administrator for access.`;
         return `Your policies do not allow you to connect to ${instanceId} as ${osUser} (ec2-instance-connect:SendSSHPublicKey). Ask an administrator for access, or try another OS user.`;
       default:
         return '';
