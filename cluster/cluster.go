@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/postern-dev/postern/agenthub"
+	"github.com/postern-dev/postern/endpointproto"
 	"github.com/postern-dev/postern/keyrecord"
 )
 
@@ -46,6 +47,10 @@ type Config struct {
 	// OnEndpointChange, when set, is called on every replica (this one
 	// included) when any replica announces that an endpoint changed.
 	OnEndpointChange func(endpointID string)
+	// OnRelayDial, when set, is called on the replica that holds an
+	// endpoint process's control connection when another replica routes
+	// a relayed tunnel to that process.
+	OnRelayDial func(endpointID, process string, t endpointproto.Tunnel)
 }
 
 // Cluster is this replica's part of the cluster.
@@ -63,13 +68,15 @@ type Cluster struct {
 // message is what replicas NOTIFY each other: a push to deliver or the
 // answer to one.
 type message struct {
-	Type       string            `json:"t"` // "push", "ack" or "endpoint"
-	ID         string            `json:"id"`
-	From       string            `json:"from,omitempty"`
-	InstanceID string            `json:"i,omitempty"` // or the endpoint id
-	Record     *keyrecord.Signed `json:"r,omitempty"`
-	TimeoutMS  int64             `json:"ms,omitempty"`
-	Error      string            `json:"e,omitempty"`
+	Type       string                `json:"t"` // "push", "ack", "endpoint" or "dial"
+	ID         string                `json:"id"`
+	From       string                `json:"from,omitempty"`
+	InstanceID string                `json:"i,omitempty"` // or the endpoint id
+	Record     *keyrecord.Signed     `json:"r,omitempty"`
+	TimeoutMS  int64                 `json:"ms,omitempty"`
+	Process    string                `json:"p,omitempty"`
+	Tunnel     *endpointproto.Tunnel `json:"tun,omitempty"`
+	Error      string                `json:"e,omitempty"`
 }
 
 // New joins the cluster and listens until ctx ends. It returns once the
@@ -172,6 +179,10 @@ func (c *Cluster) receive(ctx context.Context, conn *pgx.Conn) error {
 			}
 		case "push":
 			go c.deliver(ctx, m)
+		case "dial":
+			if c.cfg.OnRelayDial != nil && m.Tunnel != nil {
+				go c.cfg.OnRelayDial(m.InstanceID, m.Process, *m.Tunnel)
+			}
 		case "ack":
 			c.mu.Lock()
 			ch := c.pending[m.ID]
@@ -339,4 +350,42 @@ func (c *Cluster) EndpointChanged(ctx context.Context, endpointID string) error 
 	}
 	_, err = c.cfg.DB.ExecContext(ctx, `SELECT pg_notify(?, ?)`, allChannel, string(b))
 	return err
+}
+
+// HoldEndpointProcess records this replica as the holder of an endpoint
+// process's control connection (relay: the process is in relay mode).
+func (c *Cluster) HoldEndpointProcess(ctx context.Context, endpointID, process string, relay bool) error {
+	_, err := c.cfg.DB.ExecContext(ctx, `INSERT INTO endpoint_sessions (endpoint_id, process_id, replica_id, relay) VALUES (?, ?, ?, ?)
+		ON CONFLICT (endpoint_id, process_id) DO UPDATE SET replica_id = excluded.replica_id, relay = excluded.relay`,
+		endpointID, process, c.id, relay)
+	return err
+}
+
+// ReleaseEndpointProcess forgets this replica as the holder of a process's
+// control connection, unless another replica holds it by now.
+func (c *Cluster) ReleaseEndpointProcess(ctx context.Context, endpointID, process string) error {
+	_, err := c.cfg.DB.ExecContext(ctx, `DELETE FROM endpoint_sessions WHERE endpoint_id = ? AND process_id = ? AND replica_id = ?`,
+		endpointID, process, c.id)
+	return err
+}
+
+// RelayProcess picks, at random, a relay-mode process of the endpoint
+// whose control connection another live replica holds, and returns it
+// with that replica; ok is false when there is none.
+func (c *Cluster) RelayProcess(ctx context.Context, endpointID string) (process, replica string, ok bool, err error) {
+	live := time.Now().Add(-3 * HeartbeatInterval).UnixNano()
+	err = c.cfg.DB.QueryRowContext(ctx, `SELECT s.process_id, s.replica_id FROM endpoint_sessions s
+		JOIN replicas r ON r.id = s.replica_id
+		WHERE s.endpoint_id = ? AND s.relay AND s.replica_id <> ? AND r.seen_at >= ?
+		ORDER BY random() LIMIT 1`, endpointID, c.id, live).Scan(&process, &replica)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", false, nil
+	}
+	return process, replica, err == nil, err
+}
+
+// RelayDial asks replica to have the endpoint's process set up the relayed
+// tunnel t (which names where to dial back).
+func (c *Cluster) RelayDial(ctx context.Context, replica, endpointID, process string, t endpointproto.Tunnel) error {
+	return c.notify(ctx, replica, message{Type: "dial", InstanceID: endpointID, Process: process, Tunnel: &t})
 }

@@ -71,7 +71,8 @@ func (e *Endpoint) controlSession(ctx context.Context) error {
 	}
 	defer c.CloseNow()
 	c.SetReadLimit(maxControlMessage)
-	e.log.Info("control connection open")
+	server, _ := e.srv.base()
+	e.log.Info("control connection open", "server", server)
 
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/postern-dev/postern/endpointproto"
@@ -41,7 +42,7 @@ func (e *Endpoint) relayTunnel(s *slot, t *endpointproto.Tunnel) {
 		return
 	}
 	dctx, cancel := context.WithTimeout(s.ctx, relayDialTimeout)
-	c, err := e.srv.dial(dctx, endpointproto.RelayPath, url.Values{"tunnel": {t.ID}}, nil)
+	c, err := e.srv.dialAt(dctx, dialBack(t), endpointproto.RelayPath, url.Values{"tunnel": {t.ID}}, nil)
 	cancel()
 	if err != nil {
 		tcp.Close()
@@ -57,11 +58,21 @@ func (e *Endpoint) relayRefuse(t *endpointproto.Tunnel, te *endpointproto.Tunnel
 	b, _ := json.Marshal(te)
 	ctx, cancel := context.WithTimeout(e.reports, relayDialTimeout)
 	defer cancel()
-	c, err := e.srv.dial(ctx, endpointproto.RelayPath, url.Values{"tunnel": {t.ID}}, http.Header{endpointproto.TunnelErrorHeader: {string(b)}})
+	c, err := e.srv.dialAt(ctx, dialBack(t), endpointproto.RelayPath, url.Values{"tunnel": {t.ID}}, http.Header{endpointproto.TunnelErrorHeader: {string(b)}})
 	if err == nil {
 		// The server should have refused; the tunnel is not wanted either way.
 		c.CloseNow()
 	} else if !isCallError(err) {
 		e.log.Warn("cannot tell the server why a tunnel failed", "tunnel", t.ID, "err", err)
 	}
+}
+
+// dialBack is where to dial the server back for t: the replica that holds
+// the client's side when the server named one (an https URL; the same CA
+// vouches for every replica), else the server of the control connection.
+func dialBack(t *endpointproto.Tunnel) string {
+	if strings.HasPrefix(t.DialBack, "https://") {
+		return strings.TrimRight(t.DialBack, "/")
+	}
+	return ""
 }

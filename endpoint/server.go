@@ -121,7 +121,16 @@ func (c *serverClient) call(ctx context.Context, path string, in, out any) (http
 // dial opens a WebSocket to path (with query), without compression. extra
 // headers are added to the request.
 func (c *serverClient) dial(ctx context.Context, path string, query url.Values, extra http.Header) (*websocket.Conn, error) {
+	return c.dialAt(ctx, "", path, query, extra)
+}
+
+// dialAt is dial at another server replica's base URL (empty: the one in
+// use).
+func (c *serverClient) dialAt(ctx context.Context, at, path string, query url.Values, extra http.Header) (*websocket.Conn, error) {
 	base, i := c.base()
+	if at != "" {
+		base = at
+	}
 	u := base + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -145,7 +154,7 @@ func (c *serverClient) dial(ctx context.Context, path string, query url.Values, 
 			}
 			return nil, ce
 		}
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && at == "" {
 			c.unreachable(i)
 		}
 		return nil, err

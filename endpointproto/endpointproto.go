@@ -177,6 +177,10 @@ type Tunnel struct {
 	MaxDuration int    `json:"maxDurationSeconds"`
 	Caller      string `json:"caller"` // the user's ARN
 	SourceIP    string `json:"sourceIp"`
+	// DialBack, on a relayed tunnel, is the base URL of the server replica
+	// that holds the client's side, when it is not the one the process's
+	// control connection goes to; empty: that one.
+	DialBack string `json:"dialBack,omitempty"`
 }
 
 // AuthorizeResponse is the server's decision. When Allowed is false, Error

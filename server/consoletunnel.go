@@ -53,7 +53,7 @@ func (ct *consoleTunnels) OpenTunnelAs(ctx context.Context, p *authority.Princip
 	s := ct.s
 	req := api.ConsoleTunnel{Principal: p, Env: env, EndpointID: ep.ID, Target: target, RemotePort: port}
 	if sess := s.endpoints.pickRelay(ep.ID); sess != nil {
-		leg, t, te := s.relayTunnel(ctx, ep, sess, func(_ string, reserve api.TunnelReserver) endpointproto.AuthorizeResponse {
+		leg, t, te := s.relayTunnel(ctx, ep, relayCarrier{process: sess.process, local: sess}, func(_ string, reserve api.TunnelReserver) endpointproto.AuthorizeResponse {
 			return s.api.AuthorizeTunnelAs(ctx, ep, req, reserve)
 		})
 		if te != nil {

@@ -383,9 +383,16 @@ func (s *Server) handleEndpointControl(w http.ResponseWriter, r *http.Request) {
 	if old != nil {
 		s.log.Warn("an endpoint process replaced its own earlier control connection", "endpoint", ep.ID, "process", process)
 	}
+	if s.cluster != nil {
+		// Other replicas route relayed tunnels for this process here.
+		if err := s.cluster.HoldEndpointProcess(r.Context(), ep.ID, process, mode == endpointproto.ModeRelay); err != nil {
+			s.log.Warn("cannot record an endpoint process in the cluster", "endpoint", ep.ID, "process", process, "err", err)
+		}
+	}
 	defer func() {
 		h.mu.Lock()
-		if h.sessions[ep.ID][process] == sess {
+		last := h.sessions[ep.ID][process] == sess
+		if last {
 			delete(h.sessions[ep.ID], process)
 			if len(h.sessions[ep.ID]) == 0 {
 				delete(h.sessions, ep.ID)
@@ -393,6 +400,11 @@ func (s *Server) handleEndpointControl(w http.ResponseWriter, r *http.Request) {
 		}
 		h.mu.Unlock()
 		close(sess.closed)
+		if last && s.cluster != nil {
+			if err := s.cluster.ReleaseEndpointProcess(context.WithoutCancel(s.baseCtx), ep.ID, process); err != nil {
+				s.log.Warn("cannot release an endpoint process in the cluster", "endpoint", ep.ID, "process", process, "err", err)
+			}
+		}
 	}()
 
 	ctx, cancel := context.WithCancel(s.baseCtx)
@@ -521,7 +533,7 @@ func (s *Server) handleOpenTunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// One of the endpoint's processes connected here carries the tunnel.
-	leg, t, te := s.relayTunnel(r.Context(), ep, s.endpoints.pick(ep.ID), func(process string, reserve api.TunnelReserver) endpointproto.AuthorizeResponse {
+	leg, t, te := s.relayTunnel(r.Context(), ep, s.relayCarrier(r.Context(), ep.ID, s.endpoints.pick(ep.ID)), func(process string, reserve api.TunnelReserver) endpointproto.AuthorizeResponse {
 		return s.api.AuthorizeTunnel(r.Context(), ep, endpointproto.AuthorizeRequest{
 			Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, SourceIP: sourceAddr(r), UserAgent: r.UserAgent(), Process: process,
 		}, reserve)
@@ -539,20 +551,80 @@ func (s *Server) handleOpenTunnel(w http.ResponseWriter, r *http.Request) {
 	splice(s.baseCtx, client, tunnel.NewWebSocket(leg.conn, 1<<20))
 }
 
+// relayCarrier is the endpoint process that carries a relayed tunnel: one
+// whose control connection is here (local), or one another replica holds
+// (replica), or none (process empty).
+type relayCarrier struct {
+	process string
+	local   *endpointSession
+	replica string
+}
+
+// relayCarrier returns local as the carrier when it is set; else, with
+// replicas, a relay-mode process of the endpoint that another replica
+// holds.
+func (s *Server) relayCarrier(ctx context.Context, endpointID string, local *endpointSession) relayCarrier {
+	if local != nil {
+		return relayCarrier{process: local.process, local: local}
+	}
+	if s.cluster == nil {
+		return relayCarrier{}
+	}
+	process, replica, ok, err := s.cluster.RelayProcess(ctx, endpointID)
+	if err != nil {
+		s.log.Warn("cannot look up the endpoint's processes on other replicas", "endpoint", endpointID, "err", err)
+	}
+	if !ok {
+		return relayCarrier{}
+	}
+	return relayCarrier{process: process, replica: replica}
+}
+
+// deliverRelay sends the carrier's process the dial of t: over its control
+// connection here, or through the replica that holds it, with this
+// replica's URL to dial back to. It reports false when it cannot.
+func (s *Server) deliverRelay(ctx context.Context, endpointID string, c relayCarrier, t *endpointproto.Tunnel) bool {
+	switch {
+	case c.local != nil:
+		return c.local.deliver(endpointproto.Control{Type: endpointproto.ControlDial, Dial: t})
+	case c.replica != "":
+		routed := *t
+		routed.DialBack = s.advertiseURL()
+		if err := s.cluster.RelayDial(ctx, c.replica, endpointID, c.process, routed); err != nil {
+			s.log.Warn("cannot route a relayed tunnel to the replica holding its endpoint process", "endpoint", endpointID, "err", err)
+			return false
+		}
+		return true
+	}
+	return false
+}
+
+// onRelayDial delivers a relayed tunnel another replica routed here to the
+// endpoint process whose control connection this replica holds.
+func (s *Server) onRelayDial(endpointID, process string, t endpointproto.Tunnel) {
+	h := s.endpoints
+	h.mu.Lock()
+	sess := h.sessions[endpointID][process]
+	h.mu.Unlock()
+	if sess == nil || !sess.deliver(endpointproto.Control{Type: endpointproto.ControlDial, Dial: &t}) {
+		s.log.Warn("a routed relayed tunnel's endpoint process is not connected here", "endpoint", endpointID, "process", process, "tunnel", t.ID)
+	}
+}
+
 // relayTunnel opens a relayed tunnel through ep: it decides the tunnel
 // with authorize (given the process that will carry it, and the
-// reservation of its place), has sess, one of ep's processes connected
-// here (nil: none is), dial the target and the server back, and returns
+// reservation of its place), has the carrier (a process of ep here or on
+// another replica) dial the target and this server back, and returns
 // the endpoint's leg and the tunnel; the caller closes leg.done when the
 // tunnel is over. A refusal is what the client is answered, with the
 // request id of the OpenTunnel audit record.
-func (s *Server) relayTunnel(ctx context.Context, ep *postern.Endpoint, sess *endpointSession,
+func (s *Server) relayTunnel(ctx context.Context, ep *postern.Endpoint, carrier relayCarrier,
 	authorize func(process string, reserve api.TunnelReserver) endpointproto.AuthorizeResponse,
 ) (relayDialBack, *endpointproto.Tunnel, *endpointproto.TunnelError) {
 	h := s.endpoints
-	process := "none"
-	if sess != nil {
-		process = sess.process
+	process := carrier.process
+	if process == "" {
+		process = "none"
 	}
 	resp := authorize(process, s.reserveTunnel(ep, process))
 	if !resp.Allowed {
@@ -568,7 +640,7 @@ func (s *Server) relayTunnel(ctx context.Context, ep *postern.Endpoint, sess *en
 		delete(h.relays, t.ID)
 		h.mu.Unlock()
 	}()
-	if sess == nil || !sess.deliver(endpointproto.Control{Type: endpointproto.ControlDial, Dial: t}) {
+	if !s.deliverRelay(ctx, ep.ID, carrier, t) {
 		s.forgetTunnel(t.ID)
 		return relayDialBack{}, nil, &endpointproto.TunnelError{Status: http.StatusServiceUnavailable, ErrorCode: "ServiceUnavailableException",
 			Message: "Instance Connect Endpoint " + ep.ID + " is not connected to the server; is its process running?", RequestID: t.ID}

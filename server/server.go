@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -82,6 +83,10 @@ type Config struct {
 
 	// ReplicaName labels this server's metrics (default: the host name).
 	ReplicaName string
+	// AdvertiseURL is where endpoint processes reach this replica itself
+	// (not a load balancer in front of several), to dial back relayed
+	// tunnels whose client reached it; default: the URL it listens on.
+	AdvertiseURL string
 
 	// ConsoleDialLoopback lets console terminals reach instances at a
 	// loopback address: for `postern dev` only, whose demo instance runs on
@@ -305,6 +310,14 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// advertiseURL is where endpoint processes reach this replica itself.
+func (s *Server) advertiseURL() string {
+	if s.cfg.AdvertiseURL != "" {
+		return strings.TrimRight(s.cfg.AdvertiseURL, "/")
+	}
+	return s.info.URL
 }
 
 // Info returns how clients reach the server.

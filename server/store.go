@@ -74,7 +74,7 @@ func (s *Server) joinCluster() (*cluster.Cluster, error) {
 	ctx, cancel := context.WithTimeout(s.baseCtx, 30*time.Second)
 	defer cancel()
 	c, err := cluster.New(s.baseCtx, ctx, cluster.Config{URL: s.cfg.Store, DB: w, Hub: s.hub, Logger: s.log,
-		OnEndpointChange: s.onAnnouncedEndpointChange})
+		OnEndpointChange: s.onAnnouncedEndpointChange, OnRelayDial: s.onRelayDial})
 	if err != nil {
 		return nil, fmt.Errorf("join the cluster: %w", err)
 	}

@@ -24,6 +24,7 @@ type ServerConfig struct {
 	Region         string   `json:"region"`
 	Store          string   `json:"store"`
 	ReplicaName    string   `json:"replicaName"`
+	AdvertiseURL   string   `json:"advertiseUrl"`
 	TLSCert        string   `json:"tlsCert"`
 	TLSKey         string   `json:"tlsKey"`
 	Hosts          []string `json:"hosts"`
@@ -86,7 +87,7 @@ func (m *Main) defaultDataDir() string {
 // Validate checks the configuration and converts it for package server.
 func (c ServerConfig) Validate() (server.Config, *slog.HandlerOptions, error) {
 	out := server.Config{
-		Listen: c.Listen, DataDir: c.DataDir, Region: c.Region, Store: c.Store, ReplicaName: c.ReplicaName,
+		Listen: c.Listen, DataDir: c.DataDir, Region: c.Region, Store: c.Store, ReplicaName: c.ReplicaName, AdvertiseURL: c.AdvertiseURL,
 		TLSCert: c.TLSCert, TLSKey: c.TLSKey, Hosts: c.Hosts,
 		Throttle: api.ThrottleConfig{Rate: c.ThrottleRate, Burst: c.ThrottleBurst},
 	}
@@ -113,6 +114,8 @@ func (c ServerConfig) Validate() (server.Config, *slog.HandlerOptions, error) {
 		return out, nil, fmt.Errorf("console lifetime %q: must be a duration of at least 1s", c.ConsoleLifetime)
 	}
 	switch {
+	case c.AdvertiseURL != "" && !strings.HasPrefix(c.AdvertiseURL, "https://"):
+		return out, nil, fmt.Errorf("advertise URL %q: want https://host:port", c.AdvertiseURL)
 	case c.Store != "sqlite" && !server.IsPostgresURL(c.Store):
 		return out, nil, fmt.Errorf("store: use sqlite or a postgres:// URL")
 	case c.DataDir == "":
@@ -165,6 +168,7 @@ func runServer(ctx context.Context, m *Main, args []string) error {
 	fs.StringVar(&cfg.Region, "region", cfg.Region, "AWS region name this server answers as")
 	fs.StringVar(&cfg.Store, "store", cfg.Store, "storage: sqlite (embedded, in the data dir) or a postgres://user@host/db `URL` shared by replicas (env POSTERN_STORE; put the password in PGPASSWORD or ~/.pgpass, not here)")
 	fs.StringVar(&cfg.ReplicaName, "replica-name", "", "this replica's name in the replica label of /metrics (default: the host name)")
+	fs.StringVar(&cfg.AdvertiseURL, "advertise-url", "", "with replicas: the `URL` where endpoint processes reach this replica itself, not the load balancer (default: the URL it listens on)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "PEM certificate `file` to serve instead of the generated one")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "PEM private key `file` for --tls-cert")
 	hosts := fs.String("hosts", "", "comma-separated extra DNS names or IPs for the generated certificate")
@@ -229,6 +233,7 @@ func applyConfigFile(fs *flag.FlagSet, path string, cfg *ServerConfig) error {
 		"region":               func() { cfg.Region = flagged.Region },
 		"store":                func() { cfg.Store = flagged.Store },
 		"replica-name":         func() { cfg.ReplicaName = flagged.ReplicaName },
+		"advertise-url":        func() { cfg.AdvertiseURL = flagged.AdvertiseURL },
 		"tls-cert":             func() { cfg.TLSCert = flagged.TLSCert },
 		"tls-key":              func() { cfg.TLSKey = flagged.TLSKey },
 		"throttle-rate":        func() { cfg.ThrottleRate = flagged.ThrottleRate },

@@ -134,6 +134,8 @@ type eiceWorld struct {
 	// tunnelHost is where clients open tunnels: the endpoint in listen
 	// mode, the server in relay mode.
 	tunnelHost string
+	// endpointServers is the endpoint processes' --server ("": URL).
+	endpointServers string
 
 	// Console users (eiceconsole_test.go): names and session cookies, and
 	// the tunnels their terminals went through.
@@ -142,12 +144,12 @@ type eiceWorld struct {
 	consoleTunnels               map[string]bool
 }
 
-// TestEndpointTunnels is issue 4's "Done when" end to end: a private
-// instance that only an Instance Connect Endpoint reaches, in listen mode
-// and then in relay mode, from the CLI and from the console's terminal.
-func TestEndpointTunnels(t *testing.T) {
-	w := &eiceWorld{world: buildWorld(t, true, "")}
-	w.tunnelHost = w.edgeIP + ":8443"
+// newEiceWorld builds the endpoint topology (with store as the server's
+// store, "": SQLite) with a registered private instance, its agent and
+// sshd, and an endpoint in its subnet that no process serves yet.
+func newEiceWorld(t *testing.T, store string) *eiceWorld {
+	t.Helper()
+	w := &eiceWorld{world: buildWorld(t, true, store)}
 	w.createActivation(t)
 	if r := w.register(t, w.activationCode, w.stateDir); r.Code != 0 {
 		t.Fatalf("agent register: %s", r)
@@ -167,6 +169,15 @@ func TestEndpointTunnels(t *testing.T) {
 	})
 	w.instanceID = reg.InstanceId
 	w.createEndpoint(t)
+	return w
+}
+
+// TestEndpointTunnels is issue 4's "Done when" end to end: a private
+// instance that only an Instance Connect Endpoint reaches, in listen mode
+// and then in relay mode, from the CLI and from the console's terminal.
+func TestEndpointTunnels(t *testing.T) {
+	w := newEiceWorld(t, "")
+	w.tunnelHost = w.edgeIP + ":8443"
 
 	if !t.Run("PrivateIsUnreachable", w.testPrivateIsUnreachable) {
 		t.FailNow()
@@ -224,7 +235,11 @@ func (w *eiceWorld) startEndpoint(t *testing.T, mode string) {
 // startEndpointProc starts one endpoint process (of possibly several).
 func (w *eiceWorld) startEndpointProc(t *testing.T, mode string) *proc {
 	t.Helper()
-	args := []string{posternBin, "endpoint", "run", "--server", w.URL, "--credential-file", w.credentialFile,
+	servers := w.endpointServers
+	if servers == "" {
+		servers = w.URL
+	}
+	args := []string{posternBin, "endpoint", "run", "--server", servers, "--credential-file", w.credentialFile,
 		"--ca-bundle", w.env["AWS_CA_BUNDLE"], "--mode", mode}
 	wantDNS := strings.TrimPrefix(w.URL, "https://")
 	if mode == "listen" {
@@ -390,8 +405,20 @@ func (w *eiceWorld) tunnelURL(t *testing.T, keyID, secret string, port, maxDurat
 // dialTunnel opens a tunnel at a presigned URL from the test's namespace.
 // A refusal's error carries the answer's body.
 func (w *eiceWorld) dialTunnel(ctx context.Context, signed string) (*websocket.Conn, *http.Response, error) {
+	return w.dialTunnelVia(ctx, signed, "")
+}
+
+// dialTunnelVia is dialTunnel that connects to addr instead of the URL's
+// host (as a load balancer in front of the URL's host would).
+func (w *eiceWorld) dialTunnelVia(ctx context.Context, signed, addr string) (*websocket.Conn, *http.Response, error) {
 	tr := w.http.Transport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: tr.TLSClientConfig.RootCAs}
+	if addr != "" {
+		var d net.Dialer
+		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		}
+	}
 	c, resp, err := websocket.Dial(ctx, signed, &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
 	if err != nil && resp != nil && resp.Body != nil {
 		body, _ := io.ReadAll(resp.Body)

@@ -1,0 +1,96 @@
+package keyless
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/postern-dev/postern/store/postgres/pgtest"
+)
+
+// TestEndpointRelayAcrossReplicas runs two server replicas on PostgreSQL
+// and one relay-mode endpoint process whose control connection goes to
+// replica A. A client that opens a tunnel at replica B is served: B routes
+// the dial to A's process through the database, and the process dials B
+// back. Then A is killed with SIGKILL mid-tunnel: the tunnel through B
+// carries on, the process moves to B, and new tunnels open there.
+func TestEndpointRelayAcrossReplicas(t *testing.T) {
+	w := newEiceWorld(t, pgtest.URL(t))
+	bDir := t.TempDir()
+	secrets, err := os.ReadFile(filepath.Join(w.dataDir, "secrets.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bDir, "secrets.key"), secrets, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bProc, bURL := w.startServerProc(t, bDir)
+	t.Cleanup(func() {
+		if err := bProc.stop(t); err != nil {
+			t.Errorf("replica B exited with %v; want exit status 0\nlog:\n%s", err, bProc.Stderr)
+		}
+	})
+	w.endpointServers = w.URL + "," + bURL
+	w.endpoint = w.startEndpointProc(t, "relay")
+	// The endpoint joined through A, so its DnsName is A's address: the
+	// one name of the control plane, as a load balancer's would be.
+	// Clients sign for it, and this "load balancer" sends them to B.
+	w.tunnelHost = strings.TrimPrefix(w.URL, "https://")
+	bAddr := strings.TrimPrefix(bURL, "https://")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	keyID, secret := w.env["AWS_ACCESS_KEY_ID"], w.env["AWS_SECRET_ACCESS_KEY"]
+	open := func(what string) net.Conn {
+		t.Helper()
+		var c *websocket.Conn
+		// B learns of the process on A within a heartbeat.
+		waitFor(t, what, 30*time.Second, func() bool {
+			var err error
+			c, _, err = w.dialTunnelVia(ctx, w.tunnelURL(t, keyID, secret, 22, 0), bAddr)
+			if err != nil && !strings.Contains(err.Error(), "is not connected to the server") {
+				t.Fatalf("%s: %v", what, err)
+			}
+			return err == nil
+		})
+		nc := websocket.NetConn(ctx, c, websocket.MessageBinary)
+		line, err := bufio.NewReader(nc).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "SSH-2.0-") {
+			t.Fatalf("%s: sshd's banner %q, %v", what, line, err)
+		}
+		return nc
+	}
+	if log := w.endpoint.Stderr.String(); !strings.Contains(log, `msg="control connection open" server=`+w.URL) || strings.Contains(log, "server="+bURL) {
+		t.Fatalf("the endpoint process is not connected to A alone:\n%s", log)
+	}
+	through := open("a tunnel at replica B through the process on A")
+	defer through.Close()
+
+	// Replica A dies; the tunnel's two legs are on B and the endpoint.
+	from := w.endpoint.Stderr.Len()
+	if err := w.server.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	w.serverKilled = true
+	if _, err := io.WriteString(through, "SSH-2.0-postern-replica-test\r\n"); err != nil {
+		t.Fatalf("the tunnel through B after A died: write: %v", err)
+	}
+	buf := make([]byte, 64)
+	if n, err := through.Read(buf); err != nil || n == 0 {
+		t.Fatalf("the tunnel through B after A died: no key exchange from sshd: %v", err)
+	}
+
+	// The process moves its control connection to B, and B serves new
+	// tunnels with it directly.
+	w.endpoint.await(t, from, `msg="control connection open" server=`+bURL, 60*time.Second)
+	again := open("a tunnel at replica B after A died")
+	again.Close()
+}
