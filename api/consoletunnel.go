@@ -19,6 +19,7 @@ import (
 	"github.com/postern-dev/postern"
 	"github.com/postern-dev/postern/authority"
 	"github.com/postern-dev/postern/endpointproto"
+	"github.com/postern-dev/postern/opentunnel"
 )
 
 // The web console's terminal opens tunnels for a signed-in user, who has
@@ -70,14 +71,8 @@ type ConsoleTunnel struct {
 
 // query is the OpenTunnel request's query.
 func (ct ConsoleTunnel) query() url.Values {
-	q := url.Values{}
-	q.Set(endpointproto.ParamEndpointID, ct.EndpointID)
-	q.Set(endpointproto.ParamRemotePort, strconv.Itoa(ct.RemotePort))
-	q.Set(endpointproto.ParamPrivateIPAddress, ct.Target)
-	if ct.MaxTunnelDuration > 0 {
-		q.Set(endpointproto.ParamMaxTunnelDuration, strconv.Itoa(ct.MaxTunnelDuration))
-	}
-	return q
+	return opentunnel.Params{EndpointID: ct.EndpointID, PrivateIP: ct.Target, RemotePort: ct.RemotePort,
+		MaxTunnelDuration: ct.MaxTunnelDuration}.Query()
 }
 
 // AuthorizeTunnelAs decides, in-process, the tunnel through endpoint ep

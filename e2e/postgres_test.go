@@ -206,17 +206,8 @@ func TestPostgresOutages(t *testing.T) {
 func TestReplicasRace(t *testing.T) {
 	dbURL := pgtest.URL(t)
 	a := startServer(t, "--store", dbURL)
-	bDir := t.TempDir()
-	for _, f := range []string{"secrets.key", "admin.credentials"} {
-		b, err := os.ReadFile(filepath.Join(a.DataDir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(bDir, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b := startServerIn(t, bDir, "--store", dbURL)
+	b := startReplicaOf(t, a, "--store", dbURL)
+	bDir := b.DataDir
 	ctx := context.Background()
 
 	// A replica with a secrets key of its own cannot open the cluster's
@@ -315,17 +306,7 @@ func TestReplicasShareThrottling(t *testing.T) {
 	dbURL := pgtest.URL(t)
 	args := []string{"--store", dbURL, "--throttle-rate", "1", "--throttle-burst", "10"}
 	a := startServer(t, args...)
-	bDir := t.TempDir()
-	for _, f := range []string{"secrets.key", "admin.credentials"} {
-		b, err := os.ReadFile(filepath.Join(a.DataDir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(bDir, f), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b := startServerIn(t, bDir, args...)
+	b := startReplicaOf(t, a, args...)
 	for _, s := range []*server{a, b} {
 		if _, ok := s.Log.await(`msg="replicas serving" count=2`, s.exited, 30*time.Second); !ok {
 			t.Fatalf("a replica did not learn there are two\nlog:\n%s", s.Log)
@@ -350,4 +331,22 @@ func TestReplicasShareThrottling(t *testing.T) {
 	if ok < 10 || ok > 13 {
 		t.Errorf("30 calls spread over two replicas with a burst of 10: %d allowed, %d throttled; want about 10 allowed", ok, throttled)
 	}
+}
+
+// startReplicaOf starts a second replica of a's store (args name it) from
+// a data directory that holds a's secrets key and, for the test's calls,
+// its admin credentials.
+func startReplicaOf(t *testing.T, a *server, args ...string) *server {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"secrets.key", "admin.credentials"} {
+		b, err := os.ReadFile(filepath.Join(a.DataDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return startServerIn(t, dir, args...)
 }

@@ -66,8 +66,8 @@ func (p Params) Validate() error {
 	return nil
 }
 
-// query returns the OpenTunnel parameters as the request's query.
-func (p Params) query() url.Values {
+// Query returns the OpenTunnel parameters as the request's query.
+func (p Params) Query() url.Values {
 	q := url.Values{}
 	q.Set(endpointproto.ParamEndpointID, p.EndpointID)
 	q.Set(endpointproto.ParamRemotePort, strconv.Itoa(p.RemotePort))
@@ -108,7 +108,7 @@ func presign(ctx context.Context, creds aws.CredentialsProvider, region, dnsName
 	if err != nil {
 		return "", fmt.Errorf("retrieve AWS credentials: %w", err)
 	}
-	q := p.query()
+	q := p.Query()
 	q.Set("X-Amz-Expires", strconv.Itoa(int(URLLifetime/time.Second)))
 	u := &url.URL{Scheme: "wss", Host: dnsName, Path: endpointproto.OpenTunnelPath, RawQuery: q.Encode()}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)

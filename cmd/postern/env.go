@@ -6,12 +6,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/postern-dev/postern/client"
 	"github.com/postern-dev/postern/server"
 )
 
@@ -139,18 +139,5 @@ func probeReady(ctx context.Context, info server.Info) error {
 		}
 		pool.AppendCertsFromPEM(pem)
 	}
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 2 * time.Second}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, info.URL+"/readyz", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("/readyz answered %s", resp.Status)
-	}
-	return nil
+	return client.Ready(ctx, info.URL, &tls.Config{RootCAs: pool})
 }

@@ -5,8 +5,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,20 +22,7 @@ import (
 // carries on, the process moves to B, and new tunnels open there.
 func TestEndpointRelayAcrossReplicas(t *testing.T) {
 	w := newEiceWorld(t, pgtest.URL(t))
-	bDir := t.TempDir()
-	secrets, err := os.ReadFile(filepath.Join(w.dataDir, "secrets.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bDir, "secrets.key"), secrets, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bProc, bURL := w.startServerProc(t, bDir)
-	t.Cleanup(func() {
-		if err := bProc.stop(t); err != nil {
-			t.Errorf("replica B exited with %v; want exit status 0\nlog:\n%s", err, bProc.Stderr)
-		}
-	})
+	_, bURL, _ := w.startReplica(t)
 	w.endpointServers = w.URL + "," + bURL
 	w.endpoint = w.startEndpointProc(t, "relay")
 	// The endpoint joined through A, so its DnsName is A's address: the

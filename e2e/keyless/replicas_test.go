@@ -28,20 +28,7 @@ func TestReplicasOnPostgres(t *testing.T) {
 
 	// Replica B starts from a data directory holding only A's secrets
 	// key, and takes the cluster's other keys from the database.
-	bDir := t.TempDir()
-	secrets, err := os.ReadFile(filepath.Join(w.dataDir, "secrets.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bDir, "secrets.key"), secrets, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bProc, bURL := w.startServerProc(t, bDir)
-	t.Cleanup(func() {
-		if err := bProc.stop(t); err != nil {
-			t.Errorf("replica B exited with %v; want exit status 0\nlog:\n%s", err, bProc.Stderr)
-		}
-	})
+	bProc, bURL, bDir := w.startReplica(t)
 	for _, f := range []string{"ca.pem", "keysigning.key", "audit.key", "audit.pub"} {
 		a, errA := os.ReadFile(filepath.Join(w.dataDir, f))
 		b, errB := os.ReadFile(filepath.Join(bDir, f))
@@ -204,4 +191,26 @@ func pushThroughKill(t *testing.T, a, b *world, bProc *proc) []string {
 	}
 	t.Logf("pushes that returned success: %d through A before it died, %d through B (%d after the agent moved)", count["A"], count["B"], count["B-after"])
 	return succeeded
+}
+
+// startReplica starts a second server replica on the world's store, from
+// a data directory that holds only the first one's secrets key, and stops
+// it (asserting a clean exit) when the test ends.
+func (w *world) startReplica(t *testing.T) (p *proc, url, dataDir string) {
+	t.Helper()
+	dataDir = t.TempDir()
+	secrets, err := os.ReadFile(filepath.Join(w.dataDir, "secrets.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dataDir, "secrets.key"), secrets, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, url = w.startServerProc(t, dataDir)
+	t.Cleanup(func() {
+		if err := p.stop(t); err != nil {
+			t.Errorf("replica at %s exited with %v; want exit status 0\nlog:\n%s", url, err, p.Stderr)
+		}
+	})
+	return p, url, dataDir
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/postern-dev/postern/client"
 	"net"
 	"net/http"
 	"os"
@@ -204,21 +205,7 @@ func probeReady(ctx context.Context, info server.Info) error {
 	if err != nil {
 		return err
 	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 2 * time.Second}
-	defer hc.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, info.URL+"/readyz", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("/readyz answered %s", resp.Status)
-	}
-	return nil
+	return client.Ready(ctx, info.URL, tc)
 }
 
 // TLSConfig trusts the server's CA, and only it.
