@@ -198,6 +198,36 @@ func TestPostgresOutages(t *testing.T) {
 	if code != 0 {
 		t.Errorf("audit verify after the outage: exit %d\n%s\n%s", code, out, errOut)
 	}
+
+	// A restart while the database is down: the replica answers health
+	// checks as live and not ready while it waits, then serves.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s.Stop(t)
+	g.shut()
+	again := launchServer(t, s.DataDir, "--store", g.through(t, dbURL), "--listen", addr)
+	if _, ok := again.Log.await("answering health checks while waiting for the database", again.exited, 30*time.Second); !ok {
+		t.Fatalf("the restarted server does not answer health checks while it waits\nlog:\n%s", again.Log)
+	}
+	for path, want := range map[string]int{"/healthz": http.StatusOK, "/readyz": http.StatusServiceUnavailable} {
+		resp, err := s.httpClient.Get("https://" + addr + path)
+		if err != nil {
+			t.Fatalf("%s while waiting for the database: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s while waiting for the database: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	g.openUp()
+	again.awaitListening(t, 60*time.Second)
+	if code := again.readyz(t); code != http.StatusOK {
+		t.Errorf("/readyz once the database is back: %d", code)
+	}
 }
 
 // TestReplicasRace runs two servers on one database and has them create

@@ -2,15 +2,20 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/postern-dev/postern"
 	"github.com/postern-dev/postern/cluster"
+	"github.com/postern-dev/postern/pki"
 	"github.com/postern-dev/postern/store/postgres"
 	"github.com/postern-dev/postern/store/sqlite"
 )
@@ -35,6 +40,8 @@ func (s *Server) openStore(ctx context.Context) (postern.Store, error) {
 		return st, nil
 	case IsPostgresURL(s.cfg.Store):
 		wait := 500 * time.Millisecond
+		stopWaiting := func() {}
+		defer func() { stopWaiting() }()
 		for {
 			st, err := postgres.Open(ctx, s.cfg.Store, postgres.Options{})
 			if err == nil {
@@ -42,6 +49,9 @@ func (s *Server) openStore(ctx context.Context) (postern.Store, error) {
 			}
 			if !errors.Is(err, postgres.ErrUnreachable) || ctx.Err() != nil {
 				return nil, fmt.Errorf("open store: %w", err)
+			}
+			if wait == 500*time.Millisecond {
+				stopWaiting = s.serveWhileWaiting()
 			}
 			s.log.Warn("waiting for the database", "err", err, "retry_in", wait)
 			select {
@@ -80,4 +90,43 @@ func (s *Server) joinCluster() (*cluster.Cluster, error) {
 	}
 	s.log.Info("joined the cluster", "replica", c.ID())
 	return c, nil
+}
+
+// serveWhileWaiting answers health checks while the server waits for its
+// database, when it can: on a restart, with the certificate it served
+// before (on a first start there is none yet, and nothing listens). /healthz
+// is 200 and /readyz 503, so a load balancer sees a live replica that is
+// not ready; anything else is 503. It returns the function that stops it,
+// which frees the listen address for the real server.
+func (s *Server) serveWhileWaiting() (stop func()) {
+	certFile, keyFile := s.cfg.TLSCert, s.cfg.TLSKey
+	if certFile == "" {
+		certFile, keyFile = filepath.Join(s.cfg.DataDir, pki.CertFile), filepath.Join(s.cfg.DataDir, pki.KeyFile)
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return func() {}
+	}
+	l, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		s.log.Warn("cannot answer health checks while waiting for the database", "err", err)
+		return func() {}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "waiting for the database", http.StatusServiceUnavailable)
+	})
+	hs := &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hs.ServeTLS(l, "", "")
+	}()
+	s.log.Info("answering health checks while waiting for the database", "address", l.Addr().String())
+	return func() {
+		hs.Close()
+		<-done
+	}
 }
