@@ -43,7 +43,7 @@ func runEndpointRun(ctx context.Context, m *Main, args []string) error {
 			"    --ca-bundle ca.pem --listen 0.0.0.0:443 --advertise eice.corp.example\n"+
 			"POSTERN_ENDPOINT_CREDENTIAL=eice-…  postern endpoint run --server https://postern.example:7443 --mode relay")
 	var c EndpointRunConfig
-	fs.StringVar(&c.Server, "server", "", "the server's `URL`")
+	fs.StringVar(&c.Server, "server", "", "the server's `URL`; several replicas' URLs separated by commas (the endpoint moves to the next when its server cannot be reached)")
 	fs.StringVar(&c.CredentialFile, "credential-file", "", "`file` holding the join credential that 'endpoint create' printed; env "+credentialEnv+" instead")
 	fs.StringVar(&c.CABundle, "ca-bundle", "", "PEM `file` of the CA that signed the server's certificate")
 	fs.StringVar(&c.Mode, "mode", endpointproto.ModeListen, "listen: serve tunnels where clients reach this host; relay: listen on nothing, dial out to the server for each tunnel")
