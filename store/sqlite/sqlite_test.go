@@ -495,3 +495,62 @@ func BenchmarkAppendAudit(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "appends/s")
 }
+
+// TestLargeBatch holds the audit writer's first commit until a full batch
+// has queued behind it, so that the next batch is written with several
+// multi-row statements (records and their resources), and checks the
+// chain and the resource index.
+func TestLargeBatch(t *testing.T) {
+	ctx := context.Background()
+	release := make(chan struct{})
+	inFirst := make(chan struct{})
+	commits := 0
+	hook := func() error {
+		commits++
+		if commits == 1 {
+			close(inFirst)
+			<-release
+		}
+		return nil
+	}
+	const batch = 600 // more than the 512 the queue holds
+	s := openTemp(t, Options{Store: sqlstore.Options{AuditBatch: batch, BeforeAuditCommit: hook}})
+	first := make(chan error, 1)
+	go func() { first <- s.AppendAudit(ctx, &postern.AuditRecord{EventID: "first", Body: []byte("first")}) }()
+	<-inFirst
+	errs := make(chan error, batch)
+	for i := range batch {
+		go func() {
+			errs <- s.AppendAudit(ctx, &postern.AuditRecord{EventID: fmt.Sprint(i), Body: []byte(fmt.Sprint(i)),
+				Resources: []string{"arn:aws:ec2:eu-west-1:123456789012:instance/i-big", fmt.Sprintf("arn:aws:iam::123456789012:user/u%d", i)}})
+		}()
+	}
+	for s.QueuedAppends() < batch {
+		runtime.Gosched()
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for range batch {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if commits != 2 {
+		t.Errorf("%d commits, want 2: the first record, then all %d queued behind it in one batch", commits, batch)
+	}
+	got, err := s.ScanAudit(ctx, 1, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyChain(t, got, batch+1)
+	byResource, err := s.LookupAudit(ctx, postern.AuditQuery{Resource: "arn:aws:ec2:eu-west-1:123456789012:instance/i-big", Limit: 1000})
+	if err != nil || len(byResource) != batch {
+		t.Errorf("lookup by the shared resource: %d records, %v; want %d", len(byResource), err, batch)
+	}
+	one, err := s.LookupAudit(ctx, postern.AuditQuery{Resource: "arn:aws:iam::123456789012:user/u599"})
+	if err != nil || len(one) != 1 || string(one[0].Body) != "599" {
+		t.Errorf("lookup by one record's resource: %+v, %v", one, err)
+	}
+}

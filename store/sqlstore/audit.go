@@ -137,13 +137,44 @@ type link struct {
 	prev, hash []byte
 }
 
-// The statements every batch runs, prepared once on the writer.
+// The statements a batch runs: one row each, prepared once on the writer,
+// and the same with several rows, built for the batch at hand.
 const (
-	insertRecordSQL = `INSERT INTO audit_records
+	insertRecordHead = `INSERT INTO audit_records
 		(seq, event_id, event_time, event_name, event_source, user_name, access_key_id, error_code, resources, body, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	insertResourceSQL = `INSERT INTO audit_resources (resource, seq) VALUES (?, ?) ON CONFLICT DO NOTHING`
+		VALUES `
+	recordColumns      = 12
+	insertRecordSQL    = insertRecordHead + `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertResourceHead = `INSERT INTO audit_resources (resource, seq) VALUES `
+	insertResourceTail = ` ON CONFLICT DO NOTHING`
+	insertResourceSQL  = insertResourceHead + `(?, ?)` + insertResourceTail
+	// recordsPerInsert bounds the rows of one statement (SQLite allows
+	// 32,766 parameters in one; PostgreSQL 65,535).
+	recordsPerInsert = 256
 )
+
+// insertRows inserts args, columns values a row, with as few statements
+// as the chunk size allows: the prepared one-row statement one for a
+// single row, else head, one (?, …) group a row, and tail.
+func insertRows(ctx context.Context, tx *sql.Tx, one *sql.Stmt, head, tail string, columns int, args []any) error {
+	group := "(?" + strings.Repeat(", ?", columns-1) + ")"
+	for len(args) > 0 {
+		n := min(len(args)/columns, recordsPerInsert)
+		chunk := args[:n*columns]
+		args = args[n*columns:]
+		if n == 1 {
+			if _, err := tx.StmtContext(ctx, one).ExecContext(ctx, chunk...); err != nil {
+				return err
+			}
+			continue
+		}
+		query := head + group + strings.Repeat(", "+group, n-1) + tail
+		if _, err := tx.ExecContext(ctx, query, chunk...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // appendRecords writes reqs after the chain's tail in one transaction.
 // The writer runs it with a background context: a caller's cancellation
@@ -175,29 +206,35 @@ func (s *Store) appendRecords(reqs []*appendReq) (_ []link, err error) {
 			return nil, err
 		}
 	}
-	insRecord, insResource := tx.StmtContext(ctx, s.insRecord), tx.StmtContext(ctx, s.insResource)
 	links := make([]link, len(reqs))
 	seq, prev := tail.seq, tail.hash
+	// The batch's rows go in with one statement per table (in chunks of
+	// recordsPerInsert): on a database across the network, a round trip
+	// per record would bound the batch's speed.
+	records := make([]any, 0, len(reqs)*recordColumns)
+	var resources []any
 	for i, r := range reqs {
 		rec := r.rec
 		seq++
 		hash := postern.ChainHash(prev, seq, rec.Body)
 		links[i] = link{seq: seq, prev: bytes.Clone(prev), hash: hash}
 		prev = hash
-		resources, err := json.Marshal(nonNil(rec.Resources))
+		resJSON, err := json.Marshal(nonNil(rec.Resources))
 		if err != nil {
 			return nil, err
 		}
 		eventTime, _ := timeArg(rec.EventTime) // checked by AppendAudit
-		if _, err := insRecord.ExecContext(ctx, seq, rec.EventID, eventTime, rec.EventName, rec.EventSource,
-			rec.UserName, rec.AccessKeyID, rec.ErrorCode, string(resources), emptyIfNil(rec.Body), links[i].prev, hash); err != nil {
-			return nil, err
-		}
+		records = append(records, seq, rec.EventID, eventTime, rec.EventName, rec.EventSource,
+			rec.UserName, rec.AccessKeyID, rec.ErrorCode, string(resJSON), emptyIfNil(rec.Body), links[i].prev, hash)
 		for _, res := range rec.Resources {
-			if _, err := insResource.ExecContext(ctx, res, seq); err != nil {
-				return nil, err
-			}
+			resources = append(resources, res, seq)
 		}
+	}
+	if err := insertRows(ctx, tx, s.insRecord, insertRecordHead, "", recordColumns, records); err != nil {
+		return nil, err
+	}
+	if err := insertRows(ctx, tx, s.insResource, insertResourceHead, insertResourceTail, 2, resources); err != nil {
+		return nil, err
 	}
 	if s.beforeAuditCommit != nil {
 		if err := s.beforeAuditCommit(); err != nil {
