@@ -235,8 +235,11 @@ func (c *Cluster) Push(ctx context.Context, instanceID string, rec keyrecord.Sig
 	if !errors.Is(err, agenthub.ErrNotConnected) {
 		return err
 	}
+	// The holder, if it is alive: a replica killed with its agents'
+	// sessions leaves its rows behind until they reconnect elsewhere.
 	var holder string
-	qerr := c.cfg.DB.QueryRowContext(ctx, `SELECT replica_id FROM agent_sessions WHERE instance_id = ?`, instanceID).Scan(&holder)
+	qerr := c.cfg.DB.QueryRowContext(ctx, `SELECT s.replica_id FROM agent_sessions s JOIN replicas r ON r.id = s.replica_id
+		WHERE s.instance_id = ? AND r.seen_at >= ?`, instanceID, c.liveSince()).Scan(&holder)
 	if errors.Is(qerr, sql.ErrNoRows) || holder == c.id {
 		return err
 	}
@@ -331,7 +334,7 @@ func (c *Cluster) beat(ctx context.Context) (int, error) {
 		ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at`, c.id, now.UnixNano()); err != nil {
 		return 0, err
 	}
-	gone := now.Add(-3 * HeartbeatInterval).UnixNano()
+	gone := c.liveSince()
 	if _, err := c.cfg.DB.ExecContext(ctx, `DELETE FROM replicas WHERE seen_at < ?`, now.Add(-time.Hour).UnixNano()); err != nil {
 		return 0, err
 	}
@@ -369,11 +372,16 @@ func (c *Cluster) ReleaseEndpointProcess(ctx context.Context, endpointID, proces
 	return err
 }
 
+// liveSince is the oldest heartbeat of a replica taken for alive.
+func (c *Cluster) liveSince() int64 {
+	return time.Now().Add(-3 * HeartbeatInterval).UnixNano()
+}
+
 // RelayProcess picks, at random, a relay-mode process of the endpoint
 // whose control connection another live replica holds, and returns it
 // with that replica; ok is false when there is none.
 func (c *Cluster) RelayProcess(ctx context.Context, endpointID string) (process, replica string, ok bool, err error) {
-	live := time.Now().Add(-3 * HeartbeatInterval).UnixNano()
+	live := c.liveSince()
 	err = c.cfg.DB.QueryRowContext(ctx, `SELECT s.process_id, s.replica_id FROM endpoint_sessions s
 		JOIN replicas r ON r.id = s.replica_id
 		WHERE s.endpoint_id = ? AND s.relay AND s.replica_id <> ? AND r.seen_at >= ?

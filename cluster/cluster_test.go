@@ -65,7 +65,20 @@ func replica(t *testing.T, url string, hub *fakeHub) (c *Cluster, stop func()) {
 		cancel()
 		t.Fatal(err)
 	}
-	stop = func() { cancel(); <-c.Done() }
+	beating := make(chan struct{})
+	beatDone := make(chan struct{})
+	go func() {
+		defer close(beatDone)
+		once := false
+		c.Heartbeat(ctx, func(int) {
+			if !once {
+				once = true
+				close(beating)
+			}
+		})
+	}()
+	<-beating // the replica is on record as alive
+	stop = func() { cancel(); <-c.Done(); <-beatDone }
 	t.Cleanup(stop)
 	return c, stop
 }
@@ -95,6 +108,20 @@ func TestPushReachesTheReplicaThatHoldsTheAgent(t *testing.T) {
 	hubB.mu.Unlock()
 	if err := a.Push(pctx, "i-b", rec); err == nil {
 		t.Error("a push B's agent refused returned success through A")
+	}
+
+	// A replica that died without a word (its heartbeat is stale) still
+	// holds i-stale on record: ErrNotConnected at once, not a wait for
+	// an answer that will not come.
+	stale := time.Now().Add(-time.Minute).UnixNano()
+	if _, err := a.cfg.DB.ExecContext(ctx, `INSERT INTO replicas (id, seen_at) VALUES ('dead', ?)`, stale); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.cfg.DB.ExecContext(ctx, `INSERT INTO agent_sessions (instance_id, replica_id, since) VALUES ('i-stale', 'dead', ?)`, stale); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Push(pctx, "i-stale", rec); !errors.Is(err, agenthub.ErrNotConnected) {
+		t.Errorf("push to an agent held by a dead replica: %v, want ErrNotConnected", err)
 	}
 
 	// No replica holds i-none: ErrNotConnected at once.
