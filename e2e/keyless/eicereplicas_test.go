@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"maps"
 	"net"
 	"strings"
 	"testing"
@@ -59,8 +60,16 @@ func TestEndpointRelayAcrossReplicas(t *testing.T) {
 	through := open("a tunnel at replica B through the process on A")
 	defer through.Close()
 
-	// Replica A dies; the tunnel's two legs are on B and the endpoint.
+	// A change made through B reaches the process connected to A.
+	b := *w.world
+	b.env = maps.Clone(w.env)
+	b.env["AWS_ENDPOINT_URL"] = bURL
 	from := w.endpoint.Stderr.Len()
+	b.mustPostern(t, "endpoint", "modify", "--max-connections", "7", w.endpointID)
+	w.endpoint.await(t, from, "max_connections=7", 30*time.Second)
+
+	// Replica A dies; the tunnel's two legs are on B and the endpoint.
+	from = w.endpoint.Stderr.Len()
 	if err := w.server.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -78,4 +87,20 @@ func TestEndpointRelayAcrossReplicas(t *testing.T) {
 	w.endpoint.await(t, from, `msg="control connection open" server=`+bURL, 60*time.Second)
 	again := open("a tunnel at replica B after A died")
 	again.Close()
+
+	// Deleting the endpoint through B closes the process's tunnels, and
+	// the deletion completes.
+	through.Close()
+	from = w.endpoint.Stderr.Len()
+	b.mustPostern(t, "endpoint", "delete", w.endpointID)
+	waitFor(t, "the endpoint's deletion to complete", 30*time.Second, func() bool {
+		var out struct {
+			InstanceConnectEndpoints []struct{ State string }
+		}
+		b.mustPosternJSON(t, &out, "endpoint", "list", w.endpointID)
+		return len(out.InstanceConnectEndpoints) == 1 && out.InstanceConnectEndpoints[0].State == "delete-complete"
+	})
+	if !w.endpoint.hasExited() {
+		w.endpoint.await(t, from, "deleted", 30*time.Second)
+	}
 }
