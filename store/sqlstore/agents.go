@@ -67,6 +67,7 @@ func (s *Store) StopSilentInstances(ctx context.Context, cutoff time.Time) ([]st
 	}
 	var ids []string
 	err = s.writeTx(ctx, "stop silent instances", func(tx *sql.Tx) error {
+		ids = nil // a retried transaction starts over
 		rows, err := tx.QueryContext(ctx, `UPDATE instances SET state = ? WHERE state IN (?, ?) AND last_seen < ? RETURNING id`,
 			postern.InstanceStopped, postern.InstanceRunning, postern.InstancePending, c)
 		if err != nil {
