@@ -348,13 +348,8 @@ func (s *Server) handleEndpointControl(w http.ResponseWriter, r *http.Request) {
 			Message: "Instance Connect Endpoint " + ep.ID + " was deleted"})
 		return
 	}
-	process := r.URL.Query().Get(endpointproto.ParamProcess)
-	if process == "" {
-		process = "default" // an endpoint process older than replicas
-	}
-	if !endpointproto.ValidProcess(process) {
-		writeJSON(w, http.StatusBadRequest, endpointproto.ErrorResponse{Code: "ValidationException",
-			Message: "the process name must be 1 to 64 letters, digits, - or _"})
+	process, ok := processName(w, r.URL.Query().Get(endpointproto.ParamProcess))
+	if !ok {
 		return
 	}
 	if err := s.store.TouchEndpointProcess(r.Context(), ep.ID, process, time.Now()); err != nil {
@@ -464,6 +459,21 @@ func (s *Server) handleEndpointControl(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// processName checks the name an endpoint process gave itself ("default"
+// for a process older than replicas, which gives none) and answers the
+// request itself when the name is not acceptable.
+func processName(w http.ResponseWriter, name string) (string, bool) {
+	if name == "" {
+		return "default", true
+	}
+	if !endpointproto.ValidProcess(name) {
+		writeJSON(w, http.StatusBadRequest, endpointproto.ErrorResponse{Code: "ValidationException",
+			Message: "the process name must be 1 to 64 letters, digits, - or _"})
+		return "", false
+	}
+	return name, true
+}
+
 // handleEndpointAuthorize decides a tunnel a listen-mode endpoint was
 // asked for.
 func (s *Server) handleEndpointAuthorize(w http.ResponseWriter, r *http.Request) {
@@ -475,13 +485,8 @@ func (s *Server) handleEndpointAuthorize(w http.ResponseWriter, r *http.Request)
 	if !readJSON(w, r, &req) {
 		return
 	}
-	process := req.Process
-	if process == "" {
-		process = "default"
-	}
-	if !endpointproto.ValidProcess(process) {
-		writeJSON(w, http.StatusBadRequest, endpointproto.ErrorResponse{Code: "ValidationException",
-			Message: "the process name must be 1 to 64 letters, digits, - or _"})
+	process, ok := processName(w, req.Process)
+	if !ok {
 		return
 	}
 	resp := s.api.AuthorizeTunnel(r.Context(), ep, req, s.reserveTunnel(ep, process))
