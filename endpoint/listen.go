@@ -42,7 +42,12 @@ func (e *Endpoint) openTunnel(w http.ResponseWriter, r *http.Request) {
 		refuse(w, refusal, uuid.NewString())
 		return
 	}
-	defer s.release()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.release()
+		}
+	}()
 
 	var dec endpointproto.AuthorizeResponse
 	h, err := e.srv.call(s.ctx, endpointproto.AuthorizePath, endpointproto.AuthorizeRequest{
@@ -94,7 +99,12 @@ func (e *Endpoint) openTunnel(w http.ResponseWriter, r *http.Request) {
 		e.end(s, endpointproto.Closed{TunnelID: t.ID, Cause: causeSetupFailed, Reason: "WebSocket handshake failed"})
 		return
 	}
-	e.pipe(s, t, ws, tcp)
+	// The connection is the tunnel's now: carry it on a goroutine of its
+	// own and let this one, with the request and the stack the TLS
+	// handshake grew, go. An idle tunnel then holds just the two stacks of
+	// its copies.
+	handedOff = true
+	go e.pipe(s, t, ws, tcp)
 }
 
 func refuse(w http.ResponseWriter, te *endpointproto.TunnelError, requestID string) {

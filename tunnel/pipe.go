@@ -97,6 +97,21 @@ type pipe struct {
 	// writing is set while a client message is being written to the target;
 	// meanwhile nobody reads from the client, so pongs go unseen.
 	writing atomic.Bool
+
+	// ending is set by the first way the tunnel ends; that caller shuts
+	// both connections, records the end in final, and closes shut.
+	ending   atomic.Bool
+	final    event
+	shut     chan struct{}
+	downDone chan struct{}
+	cancelIO context.CancelFunc
+
+	// pinger keeps the client's liveness checked; pingMu guards stopped,
+	// which tells a firing pinger that the tunnel has ended.
+	pingMu  sync.Mutex
+	stopped bool
+	pinger  *time.Timer
+	pings   sync.WaitGroup
 }
 
 // event is a way for the tunnel to end.
@@ -107,105 +122,102 @@ type event struct {
 	err    error
 }
 
-type pingResult struct {
-	err           error
-	progress      int64 // p.progress when the ping was sent
-	writingBefore bool  // p.writing when the ping was sent
-}
-
+// run carries the tunnel with two goroutines, so that an idle tunnel costs
+// two stacks: the caller's, which copies client messages to the target, and
+// one that copies what the target sends to the client. The maximum
+// duration, ctx and keepalive pings are timers that run only when they fire.
 func (p *pipe) run(ctx context.Context) Result {
 	// The copies must outlive ctx: the close frame goes out first, and a
 	// WebSocket whose read or write context ends is torn down at once.
 	ioCtx, cancelIO := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelIO()
+	p.cancelIO = cancelIO
+	p.shut = make(chan struct{})
+	p.downDone = make(chan struct{})
+	go func() { defer close(p.downDone); p.down(ioCtx) }()
 
-	upEnd := make(chan event, 1)
-	downEnd := make(chan event, 1)
-	writeFailed := make(chan struct{}, 1)
-	upDone := make(chan struct{})
-	downDone := make(chan struct{})
-	go func() { defer close(upDone); p.up(ioCtx, upEnd) }()
-	go func() { defer close(downDone); p.down(ioCtx, downEnd, writeFailed) }()
-
-	maxDuration := time.NewTimer(p.lim.MaxDuration)
+	maxDuration := time.AfterFunc(p.lim.MaxDuration, func() {
+		p.end(event{cause: CauseMaxDuration, code: StatusPolicyViolation,
+			reason: fmt.Sprintf("maximum tunnel duration of %s reached", seconds(p.lim.MaxDuration))})
+	})
 	defer maxDuration.Stop()
-	var tick <-chan time.Time
+	stopCtx := context.AfterFunc(ctx, func() { p.end(canceled(ctx)) })
+	defer stopCtx()
 	if p.lim.PingInterval > 0 {
-		t := time.NewTicker(p.lim.PingInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	var pings sync.WaitGroup
-	pinged := make(chan pingResult, 1)
-	pinging := false
-
-	var end event
-loop:
-	for {
-		select {
-		case end = <-upEnd:
-			break loop
-		case end = <-downEnd:
-			break loop
-		case <-writeFailed:
-			// The client connection broke under a write. Make sure the
-			// reader notices too: it is the one that can tell a close frame
-			// from a lost connection.
-			p.ws.CloseNow()
-		case <-maxDuration.C:
-			end = event{cause: CauseMaxDuration, code: StatusPolicyViolation,
-				reason: fmt.Sprintf("maximum tunnel duration of %s reached", seconds(p.lim.MaxDuration))}
-			break loop
-		case <-ctx.Done():
-			end = canceled(ctx)
-			break loop
-		case <-tick:
-			if pinging {
-				continue
-			}
-			pinging = true
-			pings.Add(1)
-			go func(before pingResult) {
-				defer pings.Done()
-				pctx, cancel := context.WithTimeout(ioCtx, p.lim.PingInterval)
-				before.err = p.ws.Ping(pctx)
-				cancel()
-				pinged <- before
-			}(pingResult{progress: p.progress.Load(), writingBefore: p.writing.Load()})
-		case r := <-pinged:
-			pinging = false
-			// Only an unanswered ping counts: a broken connection is the
-			// reader's to report. And while a client message is being
-			// written to the target, nobody reads the pong.
-			if !errors.Is(r.err, context.DeadlineExceeded) || r.writingBefore || p.writing.Load() || p.progress.Load() != r.progress {
-				continue
-			}
-			end = event{cause: CauseKeepalive, code: StatusAbnormalClosure,
-				reason: fmt.Sprintf("client did not answer a keepalive ping within %s", seconds(p.lim.PingInterval)), err: r.err}
-			break loop
-		}
+		p.pingMu.Lock()
+		p.pinger = time.AfterFunc(p.lim.PingInterval, func() { p.ping(ioCtx) })
+		p.pingMu.Unlock()
 	}
 
-	end = p.shut(end, downDone)
-	cancelIO()
-	<-upDone
-	<-downDone
-	pings.Wait()
+	p.end(p.up(ioCtx))
+	<-p.shut
+	<-p.downDone
+	p.pingMu.Lock()
+	p.stopped = true
+	if p.pinger != nil {
+		p.pinger.Stop()
+	}
+	p.pingMu.Unlock()
+	p.pings.Wait()
 
 	return Result{
 		BytesFromClient: p.fromClient.Load(),
 		BytesToClient:   p.toClient.Load(),
 		Duration:        time.Since(p.start),
-		CloseCode:       end.code,
-		Reason:          end.reason,
-		Cause:           end.cause,
-		Err:             end.err,
+		CloseCode:       p.final.code,
+		Reason:          p.final.reason,
+		Cause:           p.final.cause,
+		Err:             p.final.err,
 	}
 }
 
-// shut closes both connections the way the end calls for, and returns the
-// end as it went on the wire.
-func (p *pipe) shut(end event, downDone <-chan struct{}) event {
+// end ends the tunnel the way ev says, unless it has already ended: the
+// first caller closes both connections as the end calls for, which makes
+// the copies return, and later ones return at once.
+func (p *pipe) end(ev event) {
+	if !p.ending.CompareAndSwap(false, true) {
+		return
+	}
+	p.final = p.shutdown(ev)
+	p.cancelIO()
+	close(p.shut)
+}
+
+// ping sends the client a keepalive ping when the pinger fires, ends the
+// tunnel if it goes unanswered while nothing else shows the client alive,
+// and otherwise sets the pinger for the next one.
+func (p *pipe) ping(ioCtx context.Context) {
+	p.pingMu.Lock()
+	if p.stopped {
+		p.pingMu.Unlock()
+		return
+	}
+	p.pings.Add(1)
+	p.pingMu.Unlock()
+	defer p.pings.Done()
+
+	progress, writingBefore := p.progress.Load(), p.writing.Load()
+	pctx, cancel := context.WithTimeout(ioCtx, p.lim.PingInterval)
+	err := p.ws.Ping(pctx)
+	cancel()
+	// Only an unanswered ping counts: a broken connection is the reader's
+	// to report. And while a client message is being written to the
+	// target, nobody reads the pong.
+	if errors.Is(err, context.DeadlineExceeded) && !writingBefore && !p.writing.Load() && p.progress.Load() == progress {
+		p.end(event{cause: CauseKeepalive, code: StatusAbnormalClosure,
+			reason: fmt.Sprintf("client did not answer a keepalive ping within %s", seconds(p.lim.PingInterval)), err: err})
+		return
+	}
+	p.pingMu.Lock()
+	if !p.stopped {
+		p.pinger.Reset(p.lim.PingInterval)
+	}
+	p.pingMu.Unlock()
+}
+
+// shutdown closes both connections the way the end calls for, and returns
+// the end as it went on the wire.
+func (p *pipe) shutdown(end event) event {
 	switch end.cause {
 	case CauseClientClosed:
 		// Everything the client sent before its close frame has been written
@@ -213,7 +225,7 @@ func (p *pipe) shut(end event, downDone <-chan struct{}) event {
 		// still sends has nowhere to go and is read only to be dropped.
 		if cw, ok := p.tcp.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 			p.tcp.SetReadDeadline(time.Now().Add(p.lim.DrainTimeout))
-			<-downDone
+			<-p.downDone
 		}
 		p.tcp.Close()
 		p.ws.CloseNow()
@@ -228,31 +240,27 @@ func (p *pipe) shut(end event, downDone <-chan struct{}) event {
 	return end
 }
 
-// up copies client messages to the target.
-func (p *pipe) up(ctx context.Context, end chan<- event) {
+// up copies client messages to the target until that ends, and says how.
+func (p *pipe) up(ctx context.Context) event {
 	for {
 		typ, data, err := p.ws.Read(ctx)
 		if err != nil {
-			end <- p.clientReadEnd(err)
-			return
+			return p.clientReadEnd(err)
 		}
 		p.progress.Add(1)
 		if typ != MessageBinary {
-			end <- event{cause: CauseProtocol, code: StatusUnsupportedData,
+			return event{cause: CauseProtocol, code: StatusUnsupportedData,
 				reason: "text frames are not supported: OpenTunnel carries binary frames only"}
-			return
 		}
 		if len(data) > p.lim.MaxFrame {
-			end <- p.tooBig()
-			return
+			return p.tooBig()
 		}
 		p.writing.Store(true)
 		n, err := p.tcp.Write(data)
 		p.writing.Store(false)
 		p.fromClient.Add(int64(n))
 		if err != nil {
-			end <- event{cause: CauseTargetFailed, code: StatusInternalError, reason: targetFailure(err), err: err}
-			return
+			return event{cause: CauseTargetFailed, code: StatusInternalError, reason: targetFailure(err), err: err}
 		}
 	}
 }
@@ -276,7 +284,7 @@ func (p *pipe) tooBig() event {
 // down copies what the target sends to the client. Once a write to the
 // client fails it keeps reading, and dropping, so that a target that is
 // being drained is not cut off.
-func (p *pipe) down(ctx context.Context, end chan<- event, writeFailed chan<- struct{}) {
+func (p *pipe) down(ctx context.Context) {
 	rc := rawConn(p.tcp)
 	failed := false
 	drained := true // the last read emptied the socket, so the next would wait
@@ -285,7 +293,7 @@ func (p *pipe) down(ctx context.Context, end chan<- event, writeFailed chan<- st
 			// Wait without a buffer: an idle tunnel holds none.
 			if err := waitReadable(rc); err != nil {
 				if !failed {
-					end <- targetReadEnd(err)
+					p.end(targetReadEnd(err))
 				}
 				return
 			}
@@ -295,8 +303,11 @@ func (p *pipe) down(ctx context.Context, end chan<- event, writeFailed chan<- st
 		drained = n < chunkSize
 		if n > 0 && !failed {
 			if werr := p.ws.Write(ctx, MessageBinary, (*bp)[:n]); werr != nil {
+				// The client connection broke under a write. Make sure
+				// the reader notices too: it is the one that can tell a
+				// close frame from a lost connection.
 				failed = true
-				writeFailed <- struct{}{}
+				p.ws.CloseNow()
 			} else {
 				p.toClient.Add(int64(n))
 				p.progress.Add(1)
@@ -305,7 +316,7 @@ func (p *pipe) down(ctx context.Context, end chan<- event, writeFailed chan<- st
 		buffers.Put(bp)
 		if err != nil {
 			if !failed {
-				end <- targetReadEnd(err)
+				p.end(targetReadEnd(err))
 			}
 			return
 		}
