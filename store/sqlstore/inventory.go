@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -381,7 +382,20 @@ func putInstance(ctx context.Context, tx *sql.Tx, i *postern.Instance) error {
 }
 
 // GetInstance returns one instance with its tags.
+//
+// Every key push reads its instance, so reads are cached for
+// instanceCacheTTL: this Store's own writes clear the cache at once, and
+// another replica's change to an instance reaches this one within the TTL,
+// as IAM changes do (authority's identity cache).
 func (s *Store) GetInstance(ctx context.Context, id string) (*postern.Instance, error) {
+	now := time.Now()
+	s.instMu.Lock()
+	c, ok := s.instances[id]
+	gen := s.instanceGen
+	s.instMu.Unlock()
+	if ok && now.Sub(c.fetched) < instanceCacheTTL {
+		return cloneInstance(&c.inst), nil
+	}
 	is, err := queryTagged(ctx, hotReader{s: s}, getInstanceSQL, []any{id}, instanceDest, instanceID, instanceTags)
 	if err != nil {
 		return nil, dbErr(ctx, err, "read an instance")
@@ -389,7 +403,45 @@ func (s *Store) GetInstance(ctx context.Context, id string) (*postern.Instance, 
 	if len(is) == 0 {
 		return nil, instanceKind.notFound(id)
 	}
+	s.instMu.Lock()
+	// A write that ended while we read must not be cached over.
+	if s.instanceGen == gen {
+		if len(s.instances) >= maxCachedInstances {
+			clear(s.instances)
+		}
+		s.instances[id] = cachedInstance{inst: *cloneInstance(&is[0]), fetched: now}
+	}
+	s.instMu.Unlock()
 	return &is[0], nil
+}
+
+// instanceCacheTTL bounds how long GetInstance may answer from its cache.
+const instanceCacheTTL = time.Second
+
+// maxCachedInstances bounds the cache; it starts over when full.
+const maxCachedInstances = 10000
+
+type cachedInstance struct {
+	inst    postern.Instance
+	fetched time.Time
+}
+
+// forgetInstances clears GetInstance's cache.
+func (s *Store) forgetInstances() {
+	s.instMu.Lock()
+	s.instanceGen++
+	clear(s.instances)
+	s.instMu.Unlock()
+}
+
+// cloneInstance copies i deeply, so that callers never share a cached
+// instance's slices.
+func cloneInstance(i *postern.Instance) *postern.Instance {
+	c := *i
+	c.Tags = slices.Clone(i.Tags)
+	c.AgentKey = slices.Clone(i.AgentKey)
+	c.HostKeys = slices.Clone(i.HostKeys)
+	return &c
 }
 
 // ListInstances returns the instances with the given ids (all when

@@ -87,6 +87,13 @@ type Store struct {
 
 	beforeAuditCommit func() error
 
+	// instances caches GetInstance briefly (see instanceCacheTTL); every
+	// write transaction of this Store clears it, and instanceGen counts
+	// the clearings so that a read that overlapped one is not cached.
+	instMu      sync.Mutex
+	instances   map[string]cachedInstance
+	instanceGen uint64
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -114,6 +121,7 @@ func Open(ctx context.Context, d Dialect, w, r *sql.DB, opts Options) (*Store, e
 		batchMax:          opts.AuditBatch,
 		done:              make(chan struct{}),
 		beforeAuditCommit: opts.BeforeAuditCommit,
+		instances:         make(map[string]cachedInstance),
 	}
 	var err error
 	if s.insRecord, err = w.PrepareContext(ctx, insertRecordSQL); err == nil {
@@ -212,6 +220,9 @@ func (s *Store) writeTxOnce(ctx context.Context, fn func(tx *sql.Tx) error) erro
 	if err != nil {
 		return err
 	}
+	// Whatever the transaction changed, cached instances may be stale once
+	// it is over (committed or not: clearing too often costs a read).
+	defer s.forgetInstances()
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err

@@ -362,3 +362,58 @@ func testStopSilentInstances(t *testing.T, s postern.Store) {
 		t.Errorf("StopSilentInstances again = %v, want none", stoppedIDs)
 	}
 }
+
+// testInstanceReadsFollowWrites reads an instance before each kind of write
+// to it and again after: a store that caches reads must show every write
+// of its own at once, and never hand out a shared copy.
+func testInstanceReadsFollowWrites(t *testing.T, s postern.Store) {
+	ctx := t.Context()
+	i := agentInstance(instA, actA)
+	i.State, i.LastSeen = postern.InstanceRunning, stamp(100)
+	i.Tags = tags("env", "prod")
+	ok(t, s.PutInstance(ctx, i), "PutInstance")
+	read := func(what string) *postern.Instance {
+		t.Helper()
+		got, err := s.GetInstance(ctx, instA)
+		ok(t, err, "GetInstance "+what)
+		return got
+	}
+
+	// A caller changing what it got changes nothing stored.
+	got := read("before a caller edits its copy")
+	got.Tags[0].Value, got.State = "edited", postern.InstanceStopped
+	got.HostKeys = append(got.HostKeys[:0], "edited")
+	sameInstance(t, read("after a caller edited its copy"), i)
+
+	read("before CreateTags")
+	ok(t, s.CreateTags(ctx, []string{instA}, tags("env", "dev")), "CreateTags")
+	if got := read("after CreateTags"); postern.TagValue(got.Tags, "env") != "dev" {
+		t.Errorf("after CreateTags env=dev, GetInstance has tags %v", got.Tags)
+	}
+	read("before DeleteTags")
+	ok(t, s.DeleteTags(ctx, []string{instA}, []postern.TagSelector{{Key: "env"}}), "DeleteTags")
+	if got := read("after DeleteTags"); len(got.Tags) != 0 {
+		t.Errorf("after DeleteTags, GetInstance has tags %v", got.Tags)
+	}
+	read("before UpdateInstanceFacts")
+	f := postern.InstanceFacts{State: postern.InstanceRunning, Hostname: "facts-host", PrivateIP: "10.0.1.7",
+		VPCID: i.VPCID, SubnetID: i.SubnetID, HostKeys: []string{hostKeyEd25519}, SSHPort: 22, LastSeen: stamp(200)}
+	ok(t, s.UpdateInstanceFacts(ctx, instA, f), "UpdateInstanceFacts")
+	if got := read("after UpdateInstanceFacts"); got.Hostname != "facts-host" || got.PrivateIP != "10.0.1.7" {
+		t.Errorf("after UpdateInstanceFacts, GetInstance has hostname %q, private IP %q", got.Hostname, got.PrivateIP)
+	}
+	read("before StopSilentInstances")
+	stopped, err := s.StopSilentInstances(ctx, stamp(300))
+	ok(t, err, "StopSilentInstances")
+	if !slices.Equal(stopped, []string{instA}) {
+		t.Fatalf("StopSilentInstances = %v, want [%s]", stopped, instA)
+	}
+	if got := read("after StopSilentInstances"); got.State != postern.InstanceStopped {
+		t.Errorf("after StopSilentInstances, GetInstance has state %q", got.State)
+	}
+	read("before SetInstanceState")
+	ok(t, s.SetInstanceState(ctx, instA, postern.InstanceTerminated, time.Time{}), "SetInstanceState")
+	if got := read("after SetInstanceState"); got.State != postern.InstanceTerminated {
+		t.Errorf("after SetInstanceState terminated, GetInstance has state %q", got.State)
+	}
+}

@@ -78,6 +78,7 @@ func Run(t *testing.T, newStore func(t *testing.T) postern.Store) {
 		{"RegisterInstanceConcurrent", testRegisterInstanceConcurrent},
 		{"UpdateInstanceFacts", testUpdateInstanceFacts},
 		{"SetInstanceState", testSetInstanceState},
+		{"InstanceReadsFollowWrites", testInstanceReadsFollowWrites},
 		{"StopSilentInstances", testStopSilentInstances},
 		{"Endpoints", testEndpoints},
 		{"EndpointCreateConflicts", testEndpointCreateConflicts},
