@@ -66,7 +66,7 @@ func run(args []string) error {
 	fs.IntVar(&o.helperN, "helper-n", 300, "sshd helper runs")
 	fs.IntVar(&o.pushN, "push-n", 1000, "sequential pushes for the round trip")
 	fs.IntVar(&o.sshN, "ssh-n", 20, "logins with postern ssh and with plain ssh")
-	fs.IntVar(&o.workers, "workers", 32, "concurrent pushing clients in the sustained run")
+	fs.IntVar(&o.workers, "workers", 64, "concurrent pushing clients in the sustained run")
 	fs.IntVar(&o.users, "users", 8, "IAM users (access keys) the clients sign with")
 	fs.IntVar(&o.sustainedMax, "sustained-max", 20000, "at most this many pushes in the sustained run")
 	fs.DurationVar(&o.sustainedFor, "sustained-for", 10*time.Second, "at most this long for the sustained run")
@@ -81,7 +81,7 @@ func run(args []string) error {
 	ctx, stop := benchrig.RunContext(bound)
 	defer stop()
 
-	rep := &report{opts: o, started: time.Now()}
+	rep := &report{opts: o, started: time.Now(), probeStart: benchrig.CPUProbe()}
 	if o.micro != "" {
 		b, err := os.ReadFile(o.micro)
 		if err != nil {
@@ -103,6 +103,7 @@ func run(args []string) error {
 	// SQLite rig has stopped.
 	rep.postgres = measurePostgres(ctx, o)
 	rep.sshVersion = benchrig.SSHVersion()
+	rep.probeEnd = benchrig.CPUProbe()
 	rep.write(os.Stdout)
 	return nil
 }

@@ -75,16 +75,18 @@ func (m microResult) others() string {
 
 // report is what a run measured.
 type report struct {
-	opts       options
-	started    time.Time
-	helper     *helperResult
-	push       *pushResult
-	ssh        *sshResult
-	sustained  *sustainedResult
-	postgres   *pgResult // the sustained run on PostgreSQL, one and two replicas
-	micro      []microResult
-	sections   string // further Markdown sections
-	sshVersion string
+	opts    options
+	started time.Time
+	// probes are benchrig.CPUProbe before the first run and after the last.
+	probeStart, probeEnd float64
+	helper               *helperResult
+	push                 *pushResult
+	ssh                  *sshResult
+	sustained            *sustainedResult
+	postgres             *pgResult // the sustained run on PostgreSQL, one and two replicas
+	micro                []microResult
+	sections             string // further Markdown sections
+	sshVersion           string
 }
 
 func (r *report) write(w io.Writer) {
@@ -105,6 +107,7 @@ func (r *report) write(w io.Writer) {
 	p("- %s, kernel %s, %s/%s", osName(), kernel(), runtime.GOOS, runtime.GOARCH)
 	p("- Go: %s; %s", runtime.Version(), r.sshVersion)
 	p("- syslog: %s", syslogNote(r.helper))
+	p("- speed probe (one core sorting a million integers; lower is faster): %.0f ms before the first run, %.0f ms after the last", r.probeStart, r.probeEnd)
 	if pg := r.postgres; pg != nil && pg.Server != "" {
 		where := pg.Where
 		if pg.Local {
@@ -116,7 +119,10 @@ func (r *report) write(w io.Writer) {
 	}
 	p("")
 	p("The machine may be shared and noisy: compare figures and ratios measured in the same run, not across")
-	p("runs. Client, server, agent and sshd (and PostgreSQL, in its runs) all share the same cores.")
+	p("runs. Client, server, agent and sshd (and PostgreSQL, in its runs) all share the same cores. Its speed")
+	p("also changes over the day: the same code has measured up to three times slower at another hour")
+	p("(`policy BenchmarkEvaluate` 543 against 1,600 ns/op), which the speed probe shows; absolute figures,")
+	p("such as pushes per second, move with it, while ratios within a run hold.")
 	p("")
 	p("## Keyless SSH (issue 3)")
 	p("")
@@ -166,7 +172,9 @@ func (r *report) write(w io.Writer) {
 	}
 	if s := r.sustained; s != nil {
 		p("- Sustained: bounded by %d pushes or %s, whichever comes first; the latency columns are per call", o.sustainedMax, o.sustainedFor)
-		p("  under that load. CPU used during the run, per push: server %s, agent %s, load generator %s",
+		p("  under that load. %d clients keep enough calls in flight that the cores do not idle while an audit", o.workers)
+		p("  batch waits for its commit to reach the disk (with 32, about a fifth of the machine stayed idle).")
+		p("  CPU used during the run, per push: server %s, agent %s, load generator %s",
 			perPush(s.serverCPU(), s.Pushes), perPush(s.CPU["agent"], s.Pushes), perPush(s.CPU["client"], s.Pushes))
 		p("  (%s of the machine's %d cores in all). The server alone, given the %d cores, would thus serve about", busyShare(s), runtime.NumCPU(), runtime.NumCPU())
 		p("  %s pushes/s; the measured rate is lower because the load generator and the agent run on the same cores.", capacity(s.serverCPU(), s.Pushes))
