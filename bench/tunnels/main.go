@@ -26,7 +26,7 @@ import (
 )
 
 func main() {
-	benchrig.Main("bench tunnels", run, map[string]func([]string) error{targetChildArg: runTargetChild})
+	benchrig.Main("bench tunnels", run, map[string]func([]string) error{targetChildArg: runTargetChild, tlsRelayChildArg: runTLSRelayChild})
 }
 
 // options are the command line.
@@ -92,7 +92,7 @@ func run(args []string) error {
 		return nil
 	}
 	n := int64(o.bulkMiB) << 20
-	progress("bulk throughput: %d MiB each way, %d rounds, 4 paths", o.bulkMiB, o.rounds)
+	progress("bulk throughput: %d MiB each way, %d rounds, 5 paths", o.bulkMiB, o.rounds)
 	if rep.bulk, err = measureBulk(ctx, b, dnsName, n, o.rounds, 3*time.Minute); err != nil {
 		return err
 	}

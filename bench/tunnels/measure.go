@@ -26,6 +26,7 @@ const (
 	pathTunnel     = "Postern tunnel"
 	pathSSH        = "OpenSSH bastion"
 	pathWebsockify = "websockify"
+	pathTLSRelay   = "TLS relay"
 )
 
 // bulkResult is one path's bulk transfers: each round uploads and then
@@ -80,6 +81,7 @@ func measureBulk(ctx context.Context, b *testbed, dnsName string, n int64, round
 		{pathTunnel, func(ctx context.Context) (stream, error) { return b.tunnelStream(ctx, dnsName) }},
 		{pathSSH, b.sshStream},
 		{pathWebsockify, b.websockifyStream},
+		{pathTLSRelay, b.tlsRelayStream},
 	}
 	res := make([]*bulkResult, len(paths))
 	for i, p := range paths {

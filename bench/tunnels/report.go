@@ -50,7 +50,7 @@ func (r *report) write(w io.Writer) {
 	p("`bench/tunnels` (as root) builds two network namespaces joined to the root one by veth pairs: a private")
 	p("one holding the target, a plain TCP server, at a 10.x address in the endpoint's VPC, and an edge one")
 	p("holding `postern endpoint run` and the peers it is compared with, an OpenSSH `sshd` bastion and")
-	p("`websockify`. `postern server` (SQLite store, auditing on, `--throttle-rate 0`) and the clients run in")
+	p("`websockify`, and a bare TLS relay as a ceiling. `postern server` (SQLite store, auditing on, `--throttle-rate 0`) and the clients run in")
 	p("the root namespace; the edge forwards between its two links, so direct TCP from the root namespace to")
 	p("the target crosses the same two veth pairs a tunnel does. Tunnels are presigned with `opentunnel.Presign`")
 	p("(the AWS SDK for Go v2 signer) as an IAM user whose policy allows OpenTunnel to the target's port, and")
@@ -78,6 +78,10 @@ func (r *report) write(w io.Writer) {
 			case pathSSH, pathWebsockify:
 				if tun != nil {
 					target = fmt.Sprintf("tunnel: %.2f× this", tun.BothMBps()/b.BothMBps())
+				}
+			case pathTLSRelay:
+				if tun != nil {
+					target = fmt.Sprintf("tunnel: %.0f%% of this ceiling", 100*tun.BothMBps()/b.BothMBps())
 				}
 			}
 			p("| %s | %.0f MB/s | %.0f MB/s | **%.0f MB/s** | %.0f%% | %.0f%% | %s | %s |", pathLabel(b.Path), b.UpMBps(), b.DownMBps(), b.BothMBps(), 100*ratio, 100*b.busy(), target, met)
@@ -147,6 +151,9 @@ func (r *report) write(w io.Writer) {
 		} else {
 			p("  endpoint without the identity part (already installed on this machine).")
 		}
+		p("  The **TLS relay** is the least any TLS tunnel does, as a ceiling: a program in the edge namespace that")
+		p("  accepts TLS 1.3 with Go's crypto/tls, as the endpoint does, and copies each connection's bytes to and")
+		p("  from its own TCP connection to the target; no WebSocket, no authorization, no audit.")
 		if tun := r.bulkPath(pathTunnel); tun != nil && tun.BothMBps() < targetThroughputRatio*direct.BothMBps() {
 			p("  **Why the tunnel stays under %.0f%% of direct TCP here:** direct TCP is kernel copies only, while every", 100*targetThroughputRatio)
 			p("  tunnel byte is encrypted and decrypted by TLS at the client and at the endpoint, framed (and, client")
@@ -154,6 +161,11 @@ func (r *report) write(w io.Writer) {
 			p("  as the client, the target and the kernel's forwarding; the CPU busy column shows them near full for")
 			p("  every proxied path. The micro-benchmark `tunnel BenchmarkPipe` below shows the data plane alone (no")
 			p("  TLS, no network). The peers do the same kind of work and the tunnel leads both.")
+			if relay := r.bulkPath(pathTLSRelay); relay != nil {
+				p("  The TLS relay, which does only the part every TLS tunnel must do, reaches %.0f%% of direct TCP on", 100*relay.BothMBps()/direct.BothMBps())
+				p("  this machine; %.0f%% is beyond any tunnel that encrypts here. The tunnel carries %.0f%% of what the", 100*targetThroughputRatio, 100*tun.BothMBps()/relay.BothMBps())
+				p("  relay does: the rest is WebSocket framing and masking, and one more copy per direction.")
+			}
 		}
 	}
 	if r.listen != nil {
@@ -223,6 +235,8 @@ func pathLabel(path string) string {
 		return "**" + path + "** (listen mode)"
 	case pathSSH:
 		return path + " (`ssh -W`, as ProxyJump)"
+	case pathTLSRelay:
+		return path + " (ceiling: TLS only, no WebSocket, no authorization)"
 	}
 	return path
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -241,4 +242,67 @@ func (b *limitedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(b.buf)
+}
+
+// tlsRelayChildArg, as the first argument, makes this program the TLS
+// relay: the least a TLS tunnel does, as a ceiling for the others.
+const tlsRelayChildArg = "tls-relay-child"
+
+// runTLSRelayChild accepts TLS connections (Go's crypto/tls, as the
+// endpoint's) on -listen and copies each, both ways, to a new TCP
+// connection to -to: no WebSocket, no authorization.
+func runTLSRelayChild(args []string) error {
+	fs := benchrig.NewFlagSet(tlsRelayChildArg)
+	listen := fs.String("listen", "", "host:port to serve TLS on")
+	to := fs.String("to", "", "host:port to relay each connection to")
+	certFile := fs.String("cert", "", "certificate (PEM)")
+	keyFile := fs.String("key", "", "private key (PEM)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+	if err != nil {
+		return err
+	}
+	ln, err := tls.Listen("tcp", *listen, &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		return err
+	}
+	ctx, stop := benchrig.SignalContext()
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			fmt.Fprintln(os.Stderr, "tls relay: accept:", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		go relayTLS(c, *to)
+	}
+}
+
+func relayTLS(c net.Conn, to string) {
+	defer c.Close()
+	t, err := net.Dial("tcp", to)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tls relay: dial:", err)
+		return
+	}
+	defer t.Close()
+	done := make(chan struct{})
+	go func() {
+		io.Copy(c, t)
+		c.(*tls.Conn).CloseWrite()
+		close(done)
+	}()
+	io.Copy(t, c)
+	t.(*net.TCPConn).CloseWrite()
+	<-done
 }

@@ -38,6 +38,7 @@ import (
 const (
 	endpointPort   = 8443 // postern endpoint run --listen, in the edge
 	websockifyPort = 8080 // websockify, in the edge
+	tlsRelayPort   = 8444 // the TLS relay child, in the edge
 )
 
 // tunnelPolicy lets the bench user open tunnels to the target's port and
@@ -64,6 +65,7 @@ type testbed struct {
 
 	bastionKey, bastionKnownHosts string
 	websockifyTLS                 *tls.Config
+	tlsRelayTLS                   *tls.Config
 	websockifyVersion             string
 	websockifyInstalled           bool   // by this run
 	rlimit                        uint64 // RLIMIT_NOFILE of the bench and its children
@@ -143,8 +145,12 @@ func startTestbed(ctx context.Context, cfg config) (_ *testbed, err error) {
 	if err := b.startWebsockify(); err != nil {
 		return nil, err
 	}
+	if err := b.startTLSRelay(self, target); err != nil {
+		return nil, err
+	}
 	// Everything answers before the first figure.
-	for _, addr := range []string{target, b.net.edgeIP + ":22", net.JoinHostPort(b.net.edgeIP, strconv.Itoa(websockifyPort))} {
+	for _, addr := range []string{target, b.net.edgeIP + ":22", net.JoinHostPort(b.net.edgeIP, strconv.Itoa(websockifyPort)),
+		net.JoinHostPort(b.net.edgeIP, strconv.Itoa(tlsRelayPort))} {
 		if err := b.waitTCP(ctx, addr); err != nil {
 			return nil, err
 		}
@@ -317,6 +323,15 @@ func (b *testbed) tunnelStream(ctx context.Context, dnsName string) (stream, err
 	return s, ready(s)
 }
 
+func (b *testbed) tlsRelayStream(ctx context.Context) (stream, error) {
+	d := tls.Dialer{Config: b.tlsRelayTLS}
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(b.net.edgeIP, strconv.Itoa(tlsRelayPort)))
+	if err != nil {
+		return nil, fmt.Errorf("tls relay: %w", err)
+	}
+	return c, ready(c)
+}
+
 func (b *testbed) websockifyStream(ctx context.Context) (stream, error) {
 	c, _, err := websocket.Dial(ctx, "wss://"+net.JoinHostPort(b.net.edgeIP, strconv.Itoa(websockifyPort))+"/", &websocket.DialOptions{
 		HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: b.websockifyTLS}}, Subprotocols: []string{"binary"}, CompressionMode: websocket.CompressionDisabled})
@@ -417,28 +432,52 @@ AllowTcpForwarding yes
 // startWebsockify runs websockify in the edge namespace with TLS (a
 // certificate of the run's own), proxying to the target.
 func (b *testbed) startWebsockify() error {
-	dir := filepath.Join(b.dir, "websockify")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	certPEM, keyPEM, err := selfSigned(b.net.edgeIP)
+	cert, key, cfg, err := b.edgeCertificate("websockify")
 	if err != nil {
 		return err
 	}
-	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(cert, certPEM, 0o600); err != nil {
-		return err
-	}
-	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
-		return err
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	b.websockifyTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	b.websockifyTLS = cfg
 	argv := in(b.net.edgeNS, "websockify", "--cert", cert, "--key", key, "--ssl-only",
 		net.JoinHostPort(b.net.edgeIP, strconv.Itoa(websockifyPort)), net.JoinHostPort(b.net.targetIP, strconv.Itoa(targetPort)))
 	_, err = b.procs.Spawn("websockify", nil, argv[0], argv[1:]...)
 	return err
+}
+
+// startTLSRelay starts the TLS relay child in the edge, relaying to target.
+func (b *testbed) startTLSRelay(self, target string) error {
+	cert, key, cfg, err := b.edgeCertificate("tls-relay")
+	if err != nil {
+		return err
+	}
+	b.tlsRelayTLS = cfg
+	argv := in(b.net.edgeNS, self, tlsRelayChildArg, "-listen", net.JoinHostPort(b.net.edgeIP, strconv.Itoa(tlsRelayPort)),
+		"-to", target, "-cert", cert, "-key", key)
+	_, err = b.procs.Spawn("tls-relay", nil, argv[0], argv[1:]...)
+	return err
+}
+
+// edgeCertificate writes a self-signed certificate for the edge's address
+// and its key to files under name, and returns their paths and a client
+// configuration that trusts it.
+func (b *testbed) edgeCertificate(name string) (cert, key string, cfg *tls.Config, err error) {
+	dir := filepath.Join(b.dir, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", "", nil, err
+	}
+	certPEM, keyPEM, err := selfSigned(b.net.edgeIP)
+	if err != nil {
+		return "", "", nil, err
+	}
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(cert, certPEM, 0o600); err != nil {
+		return "", "", nil, err
+	}
+	if err := os.WriteFile(key, keyPEM, 0o600); err != nil {
+		return "", "", nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	return cert, key, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // selfSigned makes a P-256 certificate for one IP address.
