@@ -67,3 +67,22 @@ func TestSignVerifyCheck(t *testing.T) {
 		t.Errorf("verified with no pinned key: err = %v", err)
 	}
 }
+
+func TestClaimsAreUnverified(t *testing.T) {
+	_, forger, _ := ed25519.GenerateKey(rand.Reader)
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	r := Record{InstanceID: "i-0123456789abcdef0", OSUser: "alice", Key: "ssh-ed25519 AAAA", Fingerprint: "SHA256:abc",
+		IssuedAt: now, ExpiresAt: now.Add(time.Minute)}
+	forged, err := Sign(r, forger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Claims reads what a forged record says; only Verify tells it apart.
+	got, err := forged.Claims()
+	if err != nil || got != r {
+		t.Fatalf("Claims = %+v, %v; want %+v", got, err, r)
+	}
+	if _, err := (Signed{Payload: []byte("{not json"), Signature: forged.Signature}).Claims(); err == nil {
+		t.Error("Claims decoded garbage")
+	}
+}
