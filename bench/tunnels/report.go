@@ -193,10 +193,9 @@ func (r *report) write(w io.Writer) {
 			p("  Failures: %s.", benchrig.FormatErrors(t.Errors))
 		}
 		if busy := float64(t.CPU["server"]+t.CPU["endpoint"]+t.CPU["client"]) / float64(t.Elapsed) / float64(runtime.NumCPU()); busy < 0.8 {
-			p("  The cores are not full, so waiting rather than CPU bounds this figure; opening without closing (the")
-			p("  memory run's ramp below) goes faster. A candidate, not analysed further here: the HTTPS client of")
-			p("  `postern endpoint run` to the server keeps Go's default of two idle connections, so concurrent")
-			p("  authorizations mostly open new TLS connections to the server.")
+			p("  The cores are not full, so waiting rather than CPU bounds this figure (each open waits for the")
+			p("  server's audited decision, whose batch waits for its commit to reach the disk); opening without")
+			p("  closing (the memory run's ramp below) goes faster.")
 		}
 	}
 	if m := r.memory; m != nil {
