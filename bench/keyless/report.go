@@ -172,8 +172,8 @@ func (r *report) write(w io.Writer) {
 	}
 	if s := r.sustained; s != nil {
 		p("- Sustained: bounded by %d pushes or %s, whichever comes first; the latency columns are per call", o.sustainedMax, o.sustainedFor)
-		p("  under that load. %d clients keep enough calls in flight that the cores do not idle while an audit", o.workers)
-		p("  batch waits for its commit to reach the disk (with 32, about a fifth of the machine stayed idle).")
+		p("  under that load. %d clients keep enough calls in flight that the cores do not idle while calls wait", o.workers)
+		p("  for their audit batch to commit (with 32, about a fifth of the machine stayed idle).")
 		p("  CPU used during the run, per push: server %s, agent %s, load generator %s",
 			perPush(s.serverCPU(), s.Pushes), perPush(s.CPU["agent"], s.Pushes), perPush(s.CPU["client"], s.Pushes))
 		p("  (%s of the machine's %d cores in all). The server alone, given the %d cores, would thus serve about", busyShare(s), runtime.NumCPU(), runtime.NumCPU())

@@ -194,7 +194,7 @@ func (r *report) write(w io.Writer) {
 		}
 		if busy := float64(t.CPU["server"]+t.CPU["endpoint"]+t.CPU["client"]) / float64(t.Elapsed) / float64(runtime.NumCPU()); busy < 0.8 {
 			p("  The cores are not full, so waiting rather than CPU bounds this figure (each open waits for the")
-			p("  server's audited decision, whose batch waits for its commit to reach the disk); opening without")
+			p("  server's decision, which answers once its audit record's batch has committed); opening without")
 			p("  closing (the memory run's ramp below) goes faster.")
 		}
 	}
