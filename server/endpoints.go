@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -96,28 +97,39 @@ func (h *endpointHub) tell(id string, msg endpointproto.Control) bool {
 	return told
 }
 
-// pick returns one process of the endpoint connected here, at random, or
-// nil.
+// pick returns one process of the endpoint connected here, chosen
+// uniformly at random, or nil.
 func (h *endpointHub) pick(id string) *endpointSession {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, sess := range h.sessions[id] { // map order is random
-		return sess
-	}
-	return nil
+	return h.pickWhere(id, func(*endpointSession) bool { return true })
 }
 
 // pickRelay returns one relay-mode process of the endpoint connected here,
-// at random, or nil.
+// chosen uniformly at random, or nil.
 func (h *endpointHub) pickRelay(id string) *endpointSession {
+	return h.pickWhere(id, func(sess *endpointSession) bool { return sess.mode == endpointproto.ModeRelay })
+}
+
+// pickWhere returns one of the endpoint's processes connected here for
+// which ok holds, each as likely as the others, or nil. (A map's iteration
+// order is not a fair draw: with two entries, one comes first seven times
+// in eight.)
+func (h *endpointHub) pickWhere(id string, ok func(*endpointSession) bool) *endpointSession {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	var chosen *endpointSession
+	n := 0
 	for _, sess := range h.sessions[id] {
-		if sess.mode == endpointproto.ModeRelay {
-			return sess
+		if !ok(sess) {
+			continue
+		}
+		// Reservoir sampling: the k-th candidate replaces the choice with
+		// probability 1/k.
+		n++
+		if rand.IntN(n) == 0 {
+			chosen = sess
 		}
 	}
-	return nil
+	return chosen
 }
 
 // reserveTunnel returns a TunnelReserver that counts a tunnel carried by
