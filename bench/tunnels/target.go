@@ -53,6 +53,13 @@ func runTargetChild(args []string) error {
 	if _, err := rand.Read(data); err != nil {
 		return err
 	}
+	serveUntilSignal(ln, "target", func(c net.Conn) { serveTarget(c, data) })
+	return nil
+}
+
+// serveUntilSignal accepts connections on ln, serving each on a goroutine
+// of its own, until SIGINT or SIGTERM.
+func serveUntilSignal(ln net.Listener, name string, serve func(net.Conn)) {
 	ctx, stop := benchrig.SignalContext()
 	defer stop()
 	go func() {
@@ -63,13 +70,13 @@ func runTargetChild(args []string) error {
 		c, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
-			fmt.Fprintln(os.Stderr, "target: accept:", err)
+			fmt.Fprintf(os.Stderr, "%s: accept: %v\n", name, err)
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		go serveTarget(c, data)
+		go serve(c)
 	}
 }
 
@@ -268,24 +275,8 @@ func runTLSRelayChild(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := benchrig.SignalContext()
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-	}()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			fmt.Fprintln(os.Stderr, "tls relay: accept:", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		go relayTLS(c, *to)
-	}
+	serveUntilSignal(ln, "tls relay", func(c net.Conn) { relayTLS(c, *to) })
+	return nil
 }
 
 func relayTLS(c net.Conn, to string) {
