@@ -36,7 +36,7 @@ func (s *Store) UpdateInstanceFacts(ctx context.Context, id string, f postern.In
 		return err
 	}
 	hostKeys, _ := json.Marshal(nonNil(f.HostKeys))
-	return s.writeTx(ctx, "update an instance", func(tx *sql.Tx) error {
+	return s.writeInstanceTx(ctx, "update an instance", id, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE instances SET state = ?, hostname = ?, platform = ?, os = ?, private_ip = ?,
 			public_ip = ?, vpc_id = ?, subnet_id = ?, host_keys = ?, ssh_port = ?, last_seen = ? WHERE id = ? AND state <> ?`,
 			f.State, f.Hostname, f.Platform, f.OS, f.PrivateIP, f.PublicIP, f.VPCID, f.SubnetID, string(hostKeys), f.SSHPort, seen, id,
@@ -51,7 +51,7 @@ func (s *Store) SetInstanceState(ctx context.Context, id, state string, lastSeen
 	if err != nil {
 		return err
 	}
-	return s.writeTx(ctx, "update an instance", func(tx *sql.Tx) error {
+	return s.writeInstanceTx(ctx, "update an instance", id, func(tx *sql.Tx) error {
 		// Terminated is final: only terminating again touches it.
 		res, err := tx.ExecContext(ctx, `UPDATE instances SET state = ?, last_seen = COALESCE(?, last_seen)
 			WHERE id = ? AND (state <> ? OR ? = ?)`, state, seen, id, postern.InstanceTerminated, state, postern.InstanceTerminated)

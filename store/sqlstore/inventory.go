@@ -434,6 +434,16 @@ func (s *Store) forgetInstances() {
 	s.instMu.Unlock()
 }
 
+// forgetInstance drops id from GetInstance's cache. The generation moves
+// too, so a read of id that overlapped the write is not cached (nor, at
+// worst, an overlapping read of another instance).
+func (s *Store) forgetInstance(id string) {
+	s.instMu.Lock()
+	s.instanceGen++
+	delete(s.instances, id)
+	s.instMu.Unlock()
+}
+
 // cloneInstance copies i deeply, so that callers never share a cached
 // instance's slices.
 func cloneInstance(i *postern.Instance) *postern.Instance {

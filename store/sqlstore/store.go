@@ -202,8 +202,21 @@ func dbErr(ctx context.Context, err error, what string) error {
 // returns that are not *postern.Error are reported as internal errors
 // about what.
 func (s *Store) writeTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	return s.writeTxForgetting(ctx, what, s.forgetInstances, fn)
+}
+
+// writeInstanceTx is writeTx for a transaction that changes one instance's
+// row and nothing else: it forgets only that instance's cached read, so
+// that agents' heartbeats leave the others' cached.
+func (s *Store) writeInstanceTx(ctx context.Context, what, id string, fn func(tx *sql.Tx) error) error {
+	return s.writeTxForgetting(ctx, what, func() { s.forgetInstance(id) }, fn)
+}
+
+// writeTxForgetting is writeTx, calling forget after each attempt ends to
+// drop the cached instance reads it may have made stale.
+func (s *Store) writeTxForgetting(ctx context.Context, what string, forget func(), fn func(tx *sql.Tx) error) error {
 	for attempt := 1; ; attempt++ {
-		err := s.writeTxOnce(ctx, fn)
+		err := s.writeTxOnce(ctx, forget, fn)
 		if err != nil && attempt < maxWriteAttempts && s.d.Retryable != nil && s.d.Retryable(err) && ctx.Err() == nil {
 			continue
 		}
@@ -215,14 +228,14 @@ func (s *Store) writeTx(ctx context.Context, what string, fn func(tx *sql.Tx) er
 // long are reported rather than retried forever.
 const maxWriteAttempts = 20
 
-func (s *Store) writeTxOnce(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) writeTxOnce(ctx context.Context, forget func(), fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, &sql.TxOptions{Isolation: s.d.WriteIsolation})
 	if err != nil {
 		return err
 	}
-	// Whatever the transaction changed, cached instances may be stale once
-	// it is over (committed or not: clearing too often costs a read).
-	defer s.forgetInstances()
+	// Cached instance reads may be stale once the transaction is over
+	// (committed or not: forgetting too much costs only a read).
+	defer forget()
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err

@@ -411,6 +411,20 @@ func testInstanceReadsFollowWrites(t *testing.T, s postern.Store) {
 	if got := read("after StopSilentInstances"); got.State != postern.InstanceStopped {
 		t.Errorf("after StopSilentInstances, GetInstance has state %q", got.State)
 	}
+	// A write to one instance shows at once, and leaves the other as it is.
+	b := agentInstance(instB, actA)
+	b.State, b.LastSeen = postern.InstanceRunning, stamp(400)
+	ok(t, s.PutInstance(ctx, b), "PutInstance of a second instance")
+	before := read("before a heartbeat of the second instance")
+	if _, err := s.GetInstance(ctx, instB); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, s.SetInstanceState(ctx, instB, postern.InstanceRunning, stamp(500)), "SetInstanceState of the second instance")
+	if got, err := s.GetInstance(ctx, instB); err != nil || !got.LastSeen.Equal(stamp(500)) {
+		t.Errorf("after a heartbeat, the second instance reads %v, %v; want last seen %v", got, err, stamp(500))
+	}
+	sameInstance(t, read("after a heartbeat of the second instance"), before)
+
 	read("before SetInstanceState")
 	ok(t, s.SetInstanceState(ctx, instA, postern.InstanceTerminated, time.Time{}), "SetInstanceState")
 	if got := read("after SetInstanceState"); got.State != postern.InstanceTerminated {
