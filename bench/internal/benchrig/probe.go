@@ -9,9 +9,10 @@ import (
 // CPUProbe measures this machine's speed at the moment: the time, in
 // milliseconds, one goroutine takes to sort a million pseudo-random
 // integers (branches and memory, like server code; the best of three).
-// The hosts these benchmarks run on change speed over the day (shared
-// cores), so a report prints the probe taken before and after its runs:
-// absolute figures are comparable across runs only when their probes are.
+// The hosts these benchmarks run on are not equally fast from one run to
+// the next (shared cores), so a report prints the probe taken before and
+// after its runs: absolute figures are comparable across runs only when
+// their probes are.
 func CPUProbe() float64 {
 	r := rand.New(rand.NewPCG(1, 2))
 	src := make([]int, 1_000_000)
