@@ -106,12 +106,12 @@ type pipe struct {
 	downDone chan struct{}
 	cancelIO context.CancelFunc
 
-	// pinger keeps the client's liveness checked; pingMu guards stopped,
-	// which tells a firing pinger that the tunnel has ended.
-	pingMu  sync.Mutex
-	stopped bool
-	pinger  *time.Timer
-	pings   sync.WaitGroup
+	// pinger keeps the client's liveness checked. pingMu orders a firing
+	// pinger's look at ending with the end of run, which then waits for
+	// pings, the pings in flight.
+	pingMu sync.Mutex
+	pinger *time.Timer
+	pings  sync.WaitGroup
 }
 
 // event is a way for the tunnel to end.
@@ -152,8 +152,7 @@ func (p *pipe) run(ctx context.Context) Result {
 	p.end(p.up(ioCtx))
 	<-p.shut
 	<-p.downDone
-	p.pingMu.Lock()
-	p.stopped = true
+	p.pingMu.Lock() // a pinger firing from now on sees the end
 	if p.pinger != nil {
 		p.pinger.Stop()
 	}
@@ -188,7 +187,7 @@ func (p *pipe) end(ev event) {
 // and otherwise sets the pinger for the next one.
 func (p *pipe) ping(ioCtx context.Context) {
 	p.pingMu.Lock()
-	if p.stopped {
+	if p.ending.Load() {
 		p.pingMu.Unlock()
 		return
 	}
@@ -209,7 +208,7 @@ func (p *pipe) ping(ioCtx context.Context) {
 		return
 	}
 	p.pingMu.Lock()
-	if !p.stopped {
+	if !p.ending.Load() {
 		p.pinger.Reset(p.lim.PingInterval)
 	}
 	p.pingMu.Unlock()
