@@ -18,6 +18,7 @@ import (
 	"github.com/postern-dev/postern/policy"
 	"github.com/postern-dev/postern/seal"
 	"github.com/postern-dev/postern/sigv4"
+	"github.com/postern-dev/postern/ttlcache"
 )
 
 // Config holds the settings the authority needs.
@@ -43,12 +44,10 @@ type Authority struct {
 	dummyOnce sync.Once
 	dummyHash string
 
-	mu       sync.Mutex
-	keys     map[string]cachedKey        // access key id → key, briefly
-	policies map[string]*policy.Document // document text → parsed
-	// identities caches users and their policies (identitycache.go).
-	identities  map[string]identity
-	identityGen uint64
+	keys       *ttlcache.Cache[string, cachedKey] // access key id → key, briefly
+	identities *ttlcache.Cache[string, identity]  // user → user and policies (identitycache.go)
+	mu         sync.Mutex
+	policies   map[string]*policy.Document // document text → parsed
 
 	// endpointChanged, when set, hears of every endpoint whose settings
 	// changed or whose deletion began, so that its process is told.
@@ -59,10 +58,12 @@ type Authority struct {
 // honoured by this replica; local changes take effect at once.
 const keyCacheTTL = 2 * time.Second
 
+// maxCached bounds each cache of the authority; a full one starts over.
+const maxCached = 10000
+
 type cachedKey struct {
-	key     postern.AccessKey
-	secret  string
-	fetched time.Time
+	key    postern.AccessKey
+	secret string
 }
 
 // New returns an Authority. logger may be nil.
@@ -77,9 +78,9 @@ func New(cfg Config, st postern.Store, sealer *seal.Sealer, logger *slog.Logger)
 		log:        logger,
 		now:        time.Now,
 		hashing:    make(chan struct{}, maxHashing),
-		keys:       make(map[string]cachedKey),
+		keys:       ttlcache.New[string, cachedKey](keyCacheTTL, maxCached),
+		identities: ttlcache.New[string, identity](identityCacheTTL, maxCached),
 		policies:   make(map[string]*policy.Document),
-		identities: make(map[string]identity),
 	}
 	a.verifier = sigv4.NewVerifier(a.lookupSecret)
 	return a
@@ -166,10 +167,8 @@ func (a *Authority) lookupSecret(ctx context.Context, id string) (string, error)
 // cache: every signed request needs it, twice.
 func (a *Authority) accessKey(ctx context.Context, id string) (cachedKey, error) {
 	now := a.now()
-	a.mu.Lock()
-	c, ok := a.keys[id]
-	a.mu.Unlock()
-	if ok && now.Sub(c.fetched) < keyCacheTTL {
+	c, ok, gen := a.keys.Get(id, now)
+	if ok {
 		if c.key.Status != postern.AccessKeyActive {
 			return cachedKey{}, unknownKey()
 		}
@@ -189,24 +188,15 @@ func (a *Authority) accessKey(ctx context.Context, id string) (cachedKey, error)
 	if err != nil {
 		return cachedKey{}, postern.Internal(err, "access key %s cannot be opened", id)
 	}
-	c = cachedKey{key: *k, secret: string(secret), fetched: now}
-	a.mu.Lock()
-	if len(a.keys) > 10000 {
-		clear(a.keys)
-	}
-	a.keys[id] = c
-	a.mu.Unlock()
+	c = cachedKey{key: *k, secret: string(secret)}
+	a.keys.Put(id, c, now, gen)
 	if k.Status != postern.AccessKeyActive {
 		return cachedKey{}, unknownKey()
 	}
 	return c, nil
 }
 
-func (a *Authority) forgetKey(id string) {
-	a.mu.Lock()
-	delete(a.keys, id)
-	a.mu.Unlock()
-}
+func (a *Authority) forgetKey(id string) { a.keys.Forget(id) }
 
 // IdentifyKey returns the user name owning an access key id, without
 // verifying anything, for audit records of calls that failed to

@@ -15,28 +15,19 @@ import (
 const identityCacheTTL = time.Second
 
 type identity struct {
-	user    postern.User
-	docs    []policy.NamedDocument
-	fetched time.Time
+	user postern.User
+	docs []policy.NamedDocument
 }
 
 // InvalidateIdentities forgets every cached user and policy set; the API
 // calls it after each successful IAM change.
-func (a *Authority) InvalidateIdentities() {
-	a.mu.Lock()
-	a.identityGen++
-	clear(a.identities)
-	a.mu.Unlock()
-}
+func (a *Authority) InvalidateIdentities() { a.identities.Clear() }
 
 // identityOf returns a user and their parsed policies, cached briefly.
 func (a *Authority) identityOf(ctx context.Context, name string) (postern.User, []policy.NamedDocument, error) {
 	now := a.now()
-	a.mu.Lock()
-	id, ok := a.identities[name]
-	gen := a.identityGen
-	a.mu.Unlock()
-	if ok && now.Sub(id.fetched) < identityCacheTTL {
+	id, ok, gen := a.identities.Get(name, now)
+	if ok {
 		return id.user, id.docs, nil
 	}
 	u, err := a.store.GetUser(ctx, name)
@@ -63,14 +54,6 @@ func (a *Authority) identityOf(ctx context.Context, name string) (postern.User, 
 		}
 		docs = append(docs, policy.NamedDocument{Name: pname, Doc: doc})
 	}
-	a.mu.Lock()
-	// A change that happened while we read must not be cached over.
-	if a.identityGen == gen {
-		if len(a.identities) > 10000 {
-			clear(a.identities)
-		}
-		a.identities[name] = identity{user: *u, docs: docs, fetched: now}
-	}
-	a.mu.Unlock()
+	a.identities.Put(name, identity{user: *u, docs: docs}, now, gen)
 	return *u, docs, nil
 }

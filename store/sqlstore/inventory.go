@@ -389,12 +389,9 @@ func putInstance(ctx context.Context, tx *sql.Tx, i *postern.Instance) error {
 // as IAM changes do (authority's identity cache).
 func (s *Store) GetInstance(ctx context.Context, id string) (*postern.Instance, error) {
 	now := time.Now()
-	s.instMu.Lock()
-	c, ok := s.instances[id]
-	gen := s.instanceGen
-	s.instMu.Unlock()
-	if ok && now.Sub(c.fetched) < instanceCacheTTL {
-		return cloneInstance(&c.inst), nil
+	c, ok, gen := s.instances.Get(id, now)
+	if ok {
+		return cloneInstance(&c), nil
 	}
 	is, err := queryTagged(ctx, hotReader{s: s}, getInstanceSQL, []any{id}, instanceDest, instanceID, instanceTags)
 	if err != nil {
@@ -403,15 +400,7 @@ func (s *Store) GetInstance(ctx context.Context, id string) (*postern.Instance, 
 	if len(is) == 0 {
 		return nil, instanceKind.notFound(id)
 	}
-	s.instMu.Lock()
-	// A write that ended while we read must not be cached over.
-	if s.instanceGen == gen {
-		if len(s.instances) >= maxCachedInstances {
-			clear(s.instances)
-		}
-		s.instances[id] = cachedInstance{inst: *cloneInstance(&is[0]), fetched: now}
-	}
-	s.instMu.Unlock()
+	s.instances.Put(id, *cloneInstance(&is[0]), now, gen)
 	return &is[0], nil
 }
 
@@ -420,29 +409,6 @@ const instanceCacheTTL = time.Second
 
 // maxCachedInstances bounds the cache; it starts over when full.
 const maxCachedInstances = 10000
-
-type cachedInstance struct {
-	inst    postern.Instance
-	fetched time.Time
-}
-
-// forgetInstances clears GetInstance's cache.
-func (s *Store) forgetInstances() {
-	s.instMu.Lock()
-	s.instanceGen++
-	clear(s.instances)
-	s.instMu.Unlock()
-}
-
-// forgetInstance drops id from GetInstance's cache. The generation moves
-// too, so a read of id that overlapped the write is not cached (nor, at
-// worst, an overlapping read of another instance).
-func (s *Store) forgetInstance(id string) {
-	s.instMu.Lock()
-	s.instanceGen++
-	delete(s.instances, id)
-	s.instMu.Unlock()
-}
 
 // cloneInstance copies i deeply, so that callers never share a cached
 // instance's slices.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/ttlcache"
 )
 
 // Dialect is what a database brings to the shared store.
@@ -88,11 +89,8 @@ type Store struct {
 	beforeAuditCommit func() error
 
 	// instances caches GetInstance briefly (see instanceCacheTTL); every
-	// write transaction of this Store clears it, and instanceGen counts
-	// the clearings so that a read that overlapped one is not cached.
-	instMu      sync.Mutex
-	instances   map[string]cachedInstance
-	instanceGen uint64
+	// write transaction of this Store forgets what it may have changed.
+	instances *ttlcache.Cache[string, postern.Instance]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -121,7 +119,7 @@ func Open(ctx context.Context, d Dialect, w, r *sql.DB, opts Options) (*Store, e
 		batchMax:          opts.AuditBatch,
 		done:              make(chan struct{}),
 		beforeAuditCommit: opts.BeforeAuditCommit,
-		instances:         make(map[string]cachedInstance),
+		instances:         ttlcache.New[string, postern.Instance](instanceCacheTTL, maxCachedInstances),
 	}
 	var err error
 	if s.insRecord, err = w.PrepareContext(ctx, insertRecordSQL); err == nil {
@@ -202,14 +200,14 @@ func dbErr(ctx context.Context, err error, what string) error {
 // returns that are not *postern.Error are reported as internal errors
 // about what.
 func (s *Store) writeTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	return s.writeTxForgetting(ctx, what, s.forgetInstances, fn)
+	return s.writeTxForgetting(ctx, what, s.instances.Clear, fn)
 }
 
 // writeInstanceTx is writeTx for a transaction that changes one instance's
 // row and nothing else: it forgets only that instance's cached read, so
 // that agents' heartbeats leave the others' cached.
 func (s *Store) writeInstanceTx(ctx context.Context, what, id string, fn func(tx *sql.Tx) error) error {
-	return s.writeTxForgetting(ctx, what, func() { s.forgetInstance(id) }, fn)
+	return s.writeTxForgetting(ctx, what, func() { s.instances.Forget(id) }, fn)
 }
 
 // writeTxForgetting is writeTx, calling forget after each attempt ends to
