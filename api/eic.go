@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/postern-dev/postern"
@@ -12,6 +11,7 @@ import (
 	"github.com/postern-dev/postern/authority"
 	"github.com/postern-dev/postern/keyrecord"
 	"github.com/postern-dev/postern/sshkey"
+	"github.com/postern-dev/postern/valid"
 )
 
 // KeyPusher delivers a signed key record to an instance's agent and
@@ -37,13 +37,6 @@ func (s *Server) eicService() *service {
 		},
 	}
 }
-
-var (
-	eicInstanceID = regexp.MustCompile(`^i-[a-f0-9]+$`)
-	// osUserPattern is the InstanceOSUser pattern of the EIC API: a Linux
-	// user name.
-	osUserPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9@._-]{0,30}[A-Za-z0-9$_-]?$`)
-)
 
 func eicInvalid(format string, args ...any) error {
 	return postern.CodedErrorf(postern.KindInvalid, "InvalidArgsException", format, args...)
@@ -117,11 +110,11 @@ func (s *Server) PushKeyAs(ctx context.Context, p *authority.Principal, env auth
 func (c *call) pushKey(req sendSSHPublicKeyRequest) error {
 	kp := c.s.cfg.KeyPush
 	switch {
-	case len(req.InstanceID) < 10 || len(req.InstanceID) > 32 || !eicInstanceID.MatchString(req.InstanceID):
+	case !valid.HexID(req.InstanceID, "i-", 8, 30):
 		return eicInvalid("InstanceId %q is not an instance id (i- followed by hexadecimal digits, 10 to 32 characters)", truncate(req.InstanceID, 40))
 	case req.InstanceOSUser == "":
 		return eicInvalid("InstanceOSUser is required")
-	case len(req.InstanceOSUser) > 32 || !osUserPattern.MatchString(req.InstanceOSUser):
+	case !valid.OSUser(req.InstanceOSUser):
 		return eicInvalid("InstanceOSUser %q is not a valid Linux user name", truncate(req.InstanceOSUser, 40))
 	}
 	key, err := sshkey.Parse(req.SSHPublicKey)

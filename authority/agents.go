@@ -8,12 +8,12 @@ import (
 	"encoding/base32"
 	"encoding/hex"
 	"net/netip"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/postern-dev/postern"
 	"github.com/postern-dev/postern/agentproto"
+	"github.com/postern-dev/postern/valid"
 )
 
 // Activation limits, as Systems Manager has them.
@@ -22,8 +22,6 @@ const (
 	MaxActivationTTL     = 30 * 24 * time.Hour
 	maxRegistrationLimit = 1000
 )
-
-var activationIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // ActivationInput is what CreateActivation accepts.
 type ActivationInput struct {
@@ -87,7 +85,7 @@ func (a *Authority) CreateActivation(ctx context.Context, in ActivationInput, ca
 
 // CheckActivationID validates an activation id's form.
 func CheckActivationID(id string) error {
-	if !activationIDPattern.MatchString(id) {
+	if !valid.UUID(id) {
 		return postern.CodedErrorf(postern.KindInvalid, "InvalidActivationId", "ActivationId %q is not an activation id", truncate(id, 40))
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/postern-dev/postern/seal"
 	"github.com/postern-dev/postern/sigv4"
 	"github.com/postern-dev/postern/ttlcache"
+	"github.com/postern-dev/postern/valid"
 )
 
 // Config holds the settings the authority needs.
@@ -174,7 +175,7 @@ func (a *Authority) accessKey(ctx context.Context, id string) (cachedKey, error)
 		}
 		return c, nil
 	}
-	if !accessKeyPattern.MatchString(id) {
+	if !valid.AccessKeyID(id) {
 		return cachedKey{}, unknownKey()
 	}
 	k, err := a.store.GetAccessKey(ctx, id)
@@ -202,7 +203,7 @@ func (a *Authority) forgetKey(id string) { a.keys.Forget(id) }
 // verifying anything, for audit records of calls that failed to
 // authenticate. It returns "" when the key is unknown.
 func (a *Authority) IdentifyKey(ctx context.Context, id string) string {
-	if !accessKeyPattern.MatchString(id) {
+	if !valid.AccessKeyID(id) {
 		return ""
 	}
 	k, err := a.store.GetAccessKey(ctx, id)

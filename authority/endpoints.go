@@ -8,13 +8,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/postern-dev/postern"
 	"github.com/postern-dev/postern/endpointproto"
+	"github.com/postern-dev/postern/valid"
 )
 
 // Endpoint limits.
@@ -29,12 +29,7 @@ const (
 	MaxEndpointPage = 50
 )
 
-var (
-	endpointIDPattern      = regexp.MustCompile(`^eice-[0-9a-f]{17}$`)
-	securityGroupIDPattern = regexp.MustCompile(`^sg-[0-9a-f]{8,17}$`)
-
-	endpointKind = resourceKind{"Instance Connect Endpoint", "instance-connect-endpoint", endpointIDPattern, "InvalidInstanceConnectEndpointId"}
-)
+var endpointKind = resourceKind{"Instance Connect Endpoint", "instance-connect-endpoint", "eice-", 17, 17, "InvalidInstanceConnectEndpointId"}
 
 // EndpointInput is what CreateInstanceConnectEndpoint accepts. Zero
 // settings take the defaults.
@@ -82,7 +77,7 @@ func checkSecurityGroups(ids []string) error {
 		return invalidValue("At most %d security groups may be given, got %d", maxSecurityGroups, len(ids))
 	}
 	for _, id := range ids {
-		if !securityGroupIDPattern.MatchString(id) {
+		if !valid.HexID(id, "sg-", 8, 17) {
 			return postern.CodedErrorf(postern.KindInvalid, "InvalidGroupId.Malformed", "Invalid id: %q (expecting \"sg-…\")", id)
 		}
 	}
@@ -313,7 +308,7 @@ func parsePageToken(tok string) (string, error) {
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	id, ok := strings.CutPrefix(string(b), pageTokenPrefix)
-	if err != nil || !ok || !endpointIDPattern.MatchString(id) {
+	if err != nil || !ok || !endpointKind.validID(id) {
 		return "", postern.CodedErrorf(postern.KindInvalid, "InvalidPaginationToken", "The NextToken is not valid: pass back the NextToken of a previous response unchanged")
 	}
 	return id, nil
@@ -417,7 +412,7 @@ func (a *Authority) DeleteEndpoint(ctx context.Context, id string) (*postern.End
 func (a *Authority) VerifyEndpointCredential(ctx context.Context, credential string) (*postern.Endpoint, error) {
 	bad := postern.CodedErrorf(postern.KindUnauthenticated, "AuthFailure", "The endpoint credential is not valid")
 	id, _, ok := strings.Cut(credential, ".")
-	if !ok || !endpointIDPattern.MatchString(id) {
+	if !ok || !endpointKind.validID(id) {
 		return nil, bad
 	}
 	e, err := a.store.GetEndpoint(ctx, id)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/postern-dev/postern"
 	"github.com/postern-dev/postern/policy"
+	"github.com/postern-dev/postern/valid"
 )
 
 // maxAccessKeysPerUser is IAM's quota, kept so that rotation works the same.
@@ -19,7 +20,7 @@ func ValidateName(field, name string, max int) error {
 	if len(name) > max {
 		return postern.Invalidf("%s must be at most %d characters, got %d", field, max, len(name))
 	}
-	if !iamNamePattern.MatchString(name) {
+	if !valid.IAMName(name) {
 		return postern.Invalidf("%s %q may contain only letters, digits and +=,.@_-", field, name)
 	}
 	return nil
@@ -74,7 +75,7 @@ func (a *Authority) CreateAccessKey(ctx context.Context, user string) (*postern.
 // AccessKeyOwner returns the key with id, checking that it belongs to user
 // when user is not empty (IAM answers NoSuchEntity otherwise).
 func (a *Authority) AccessKeyOwner(ctx context.Context, id, user string) (*postern.AccessKey, error) {
-	if !accessKeyPattern.MatchString(id) {
+	if !valid.AccessKeyID(id) {
 		return nil, postern.Invalidf("AccessKeyId %q is not an access key id (AKIA followed by 16 characters)", id)
 	}
 	k, err := a.store.GetAccessKey(ctx, id)

@@ -5,17 +5,7 @@ import (
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
-	"regexp"
 	"strings"
-)
-
-// Resource id shapes. EC2 ids are a prefix and 17 lower-case hex digits.
-var (
-	instanceIDPattern = regexp.MustCompile(`^i-[0-9a-f]{8,17}$`)
-	vpcIDPattern      = regexp.MustCompile(`^vpc-[0-9a-f]{8,17}$`)
-	subnetIDPattern   = regexp.MustCompile(`^subnet-[0-9a-f]{8,17}$`)
-	accessKeyPattern  = regexp.MustCompile(`^AKIA[A-Z2-7]{16}$`)
-	iamNamePattern    = regexp.MustCompile(`^[\w+=,.@-]+$`)
 )
 
 // NewResourceID returns prefix + "-" + 17 random hex digits.

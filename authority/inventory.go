@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"regexp"
 	"strings"
 
 	"github.com/postern-dev/postern"
+
+	"github.com/postern-dev/postern/valid"
 )
 
 // Limits on tags, as EC2 has them.
@@ -17,18 +18,22 @@ const (
 	maxTagValue        = 256
 )
 
-// resourceKind describes one EC2 id prefix: its id pattern and error codes.
+// resourceKind describes one EC2 id prefix: its ids' shape and error codes.
 type resourceKind struct {
-	noun    string // as EC2 words it in messages
-	arnType string
-	pattern *regexp.Regexp
-	code    string // e.g. "InvalidVpcID"
+	noun     string // as EC2 words it in messages
+	arnType  string
+	prefix   string // e.g. "vpc-"
+	min, max int    // hexadecimal digits after the prefix: 8 (older ids) to 17
+	code     string // e.g. "InvalidVpcID"
 }
 
+// validID reports whether id has the kind's shape.
+func (k resourceKind) validID(id string) bool { return valid.HexID(id, k.prefix, k.min, k.max) }
+
 var (
-	instanceKind = resourceKind{"instance", "instance", instanceIDPattern, "InvalidInstanceID"}
-	vpcKind      = resourceKind{"vpc", "vpc", vpcIDPattern, "InvalidVpcID"}
-	subnetKind   = resourceKind{"subnet", "subnet", subnetIDPattern, "InvalidSubnetID"}
+	instanceKind = resourceKind{"instance", "instance", "i-", 8, 17, "InvalidInstanceID"}
+	vpcKind      = resourceKind{"vpc", "vpc", "vpc-", 8, 17, "InvalidVpcID"}
+	subnetKind   = resourceKind{"subnet", "subnet", "subnet-", 8, 17, "InvalidSubnetID"}
 )
 
 // kindOfID returns the resource kind an id's prefix names.
@@ -49,8 +54,8 @@ func kindOfID(id string) (resourceKind, bool) {
 // checkIDs validates ids of one kind, answering EC2's ".Malformed" code.
 func checkIDs(k resourceKind, ids []string) error {
 	for _, id := range ids {
-		if !k.pattern.MatchString(id) {
-			return postern.CodedErrorf(postern.KindInvalid, k.code+".Malformed", "Invalid id: %q (expecting %q followed by 17 hexadecimal digits)", id, strings.SplitN(k.pattern.String()[1:], "[", 2)[0])
+		if !k.validID(id) {
+			return postern.CodedErrorf(postern.KindInvalid, k.code+".Malformed", "Invalid id: %q (expecting %q followed by 17 hexadecimal digits)", id, k.prefix)
 		}
 	}
 	return nil

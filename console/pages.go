@@ -11,6 +11,7 @@ import (
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -111,14 +112,16 @@ func serveIndex(w http.ResponseWriter, r *http.Request, index *page) {
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 }
 
-var headTag = regexp.MustCompile(`(?i)<head(\s[^>]*)?>`)
+// The console's expressions are compiled when first used: every postern
+// command links this package, and most never serve a page.
+var headTag = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)<head(\s[^>]*)?>`) })
 
 // injectNonce puts <meta name="csp-nonce" content="nonce"> first in the
 // page's <head>, or first in the page when it has none.
 func injectNonce(page []byte, nonce string) []byte {
 	meta := []byte(`<meta name="` + NonceMeta + `" content="` + nonce + `">`)
 	at := 0
-	if loc := headTag.FindIndex(page); loc != nil {
+	if loc := headTag().FindIndex(page); loc != nil {
 		at = loc[1]
 	}
 	out := make([]byte, 0, len(page)+len(meta))
@@ -128,7 +131,9 @@ func injectNonce(page []byte, nonce string) []byte {
 }
 
 // hostPattern is a Host header fit to be repeated in a CSP.
-var hostPattern = regexp.MustCompile(`^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
+var hostPattern = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$`)
+})
 
 // csp allows the server's own origin only: its scripts, styles (and
 // <style> elements carrying nonce), images and fonts (also data: ones,
@@ -140,7 +145,7 @@ func csp(r *http.Request, nonce string) string {
 		style += " 'nonce-" + nonce + "'"
 	}
 	connect := "connect-src 'self'"
-	if hostPattern.MatchString(r.Host) {
+	if hostPattern().MatchString(r.Host) {
 		connect += " wss://" + r.Host
 	}
 	return strings.Join([]string{

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"regexp"
 	"strconv"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/postern-dev/postern/authority"
 	"github.com/postern-dev/postern/console"
 	"github.com/postern-dev/postern/tunnel"
+	"github.com/postern-dev/postern/valid"
 )
 
 // Path is the terminal's WebSocket:
@@ -133,11 +133,6 @@ func New(cfg Config) *Server {
 	return &Server{cfg: cfg, log: cfg.Logger}
 }
 
-var (
-	instanceIDPattern = regexp.MustCompile(`^i-[a-f0-9]{8,30}$`)
-	osUserPattern     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9@._-]{0,30}[A-Za-z0-9$_-]?$`)
-)
-
 // request is what the WebSocket URL asks for.
 type request struct {
 	InstanceID, OSUser string
@@ -150,10 +145,10 @@ func parseRequest(r *http.Request) (request, error) {
 	invalid := func(format string, args ...any) error {
 		return postern.CodedErrorf(postern.KindInvalid, "InvalidRequest", format, args...)
 	}
-	if !instanceIDPattern.MatchString(req.InstanceID) {
+	if !valid.HexID(req.InstanceID, "i-", 8, 30) {
 		return req, invalid("instanceId %q is not an instance id (i- followed by hexadecimal digits)", truncate(req.InstanceID, 40))
 	}
-	if len(req.OSUser) > 32 || !osUserPattern.MatchString(req.OSUser) {
+	if !valid.OSUser(req.OSUser) {
 		return req, invalid("osUser %q is not a valid Linux user name", truncate(req.OSUser, 40))
 	}
 	for _, f := range []struct {

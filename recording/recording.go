@@ -22,12 +22,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/postern-dev/postern"
+
+	"github.com/postern-dev/postern/valid"
 )
 
 // DirName is the recordings directory inside the server's data directory.
@@ -49,8 +50,6 @@ const (
 
 // ErrClosed is returned by a Session's methods after Close.
 var ErrClosed = errors.New("recording: session is closed")
-
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$`)
 
 // Meta describes a session being recorded.
 type Meta struct {
@@ -84,7 +83,11 @@ func New(dir string, st postern.Store) *Recorder {
 }
 
 // ValidID reports whether id can name a recording (and so a file).
-func ValidID(id string) bool { return idPattern.MatchString(id) }
+// That is a letter or digit, then up to 99 letters, digits, _ and -.
+func ValidID(id string) bool {
+	return len(id) >= 1 && len(id) <= 100 && valid.Alnum(id[0]) &&
+		valid.All(id[1:], func(c byte) bool { return valid.Alnum(c) || c == '_' || c == '-' })
+}
 
 // Path returns the file of the recording with id.
 func (r *Recorder) Path(id string) (string, error) {
