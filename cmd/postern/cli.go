@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -83,6 +84,15 @@ func (fs *clientFlags) json() bool { return *fs.output == "json" }
 // connect loads the AWS configuration that points at the server.
 func connect(ctx context.Context) (aws.Config, error) {
 	return client.Load(ctx)
+}
+
+// defaultGCPercent sets this process's garbage-collection target (a
+// long-running command's: the server's, the endpoint's), unless the
+// operator chose one with GOGC.
+func (m *Main) defaultGCPercent(percent int) {
+	if m.Getenv("GOGC") == "" {
+		debug.SetGCPercent(percent)
+	}
 }
 
 // listFlag is a repeatable string flag.

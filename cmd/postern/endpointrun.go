@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -31,8 +30,11 @@ type EndpointRunConfig struct {
 	LogLevel                         string
 }
 
-// endpointGCPercent is the endpoint's garbage-collection target (see
-// runEndpointRun).
+// endpointGCPercent is the endpoint's garbage-collection target when GOGC
+// is not set. An endpoint holds thousands of mostly idle tunnels whose
+// buffers are pooled: collecting at 30% growth rather than Go's 100% keeps
+// its resident memory near what the tunnels really use, at little CPU
+// cost.
 const endpointGCPercent = 30
 
 func runEndpointRun(ctx context.Context, m *Main, args []string) error {
@@ -70,13 +72,7 @@ func runEndpointRun(ctx context.Context, m *Main, args []string) error {
 	if err != nil {
 		return err
 	}
-	if m.Getenv("GOGC") == "" {
-		// An endpoint holds thousands of mostly idle tunnels whose buffers
-		// are pooled: collecting at 30% growth rather than Go's 100% keeps
-		// its resident memory near what the tunnels really use, at little
-		// CPU cost. GOGC, when set, decides instead.
-		debug.SetGCPercent(endpointGCPercent)
-	}
+	m.defaultGCPercent(endpointGCPercent)
 	return e.Run(ctx)
 }
 
