@@ -3,7 +3,9 @@ package authkeys
 import (
 	"fmt"
 	"io"
-	"log/syslog"
+	"os"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -11,17 +13,50 @@ import (
 // attempt.
 const Timeout = 4 * time.Second
 
+// Watchdog ends the process with status 0 once Timeout has passed, with
+// nothing more printed, so that sshd falls back to its other methods
+// rather than wait (a connect to an agent whose backlog is full, for one,
+// blocks without a bound). The returned function stops it.
+func Watchdog() (stop func()) {
+	t := time.AfterFunc(Timeout, func() { os.Exit(0) })
+	return func() { t.Stop() }
+}
+
 // SyslogTag is the tag of the helper's authpriv log lines.
 const SyslogTag = "postern-authorized-keys"
+
+// syslogSockets are where a local syslog daemon (journald, rsyslog)
+// receives datagrams, tried in order.
+var syslogSockets = []string{"/dev/log", "/var/run/syslog", "/var/run/log"}
+
+// authprivInfo is the priority of the helper's lines: facility authpriv
+// (10), severity info (6).
+const authprivInfo = 10<<3 | 6
 
 // Syslog returns a logger to authpriv and a function that closes it; both
 // do nothing when there is no syslog.
 func Syslog() (logf func(format string, a ...any), closeLog func()) {
-	w, _ := syslog.New(syslog.LOG_AUTHPRIV|syslog.LOG_INFO, SyslogTag)
-	if w == nil {
-		return func(string, ...any) {}, func() {}
+	return syslogTo(syslogSockets, SyslogTag)
+}
+
+// syslogTo logs to the first of sockets that takes a connection, each
+// line as a local syslog daemon reads it: "<PRI>Mmm dd hh:mm:ss TAG[PID]:
+// MESSAGE" (RFC 3164), one datagram per line.
+func syslogTo(sockets []string, tag string) (logf func(format string, a ...any), closeLog func()) {
+	for _, path := range sockets {
+		c, err := dialUnix(syscall.SOCK_DGRAM, path, time.Second)
+		if err != nil {
+			continue
+		}
+		pid := os.Getpid()
+		logf = func(format string, a ...any) {
+			// A line break would let a logged value forge a line.
+			msg := strings.NewReplacer("\n", " ", "\r", " ").Replace(fmt.Sprintf(format, a...))
+			fmt.Fprintf(c, "<%d>%s %s[%d]: %s", authprivInfo, time.Now().Format(time.Stamp), tag, pid, msg)
+		}
+		return logf, func() { c.Close() }
 	}
-	return func(format string, a ...any) { _ = w.Info(fmt.Sprintf(format, a...)) }, func() { w.Close() }
+	return func(string, ...any) {}, func() {}
 }
 
 // Print is the helper's whole run: it prints to stdout the valid pushed

@@ -48,6 +48,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "postern-authorized-keys: want USER [FINGERPRINT]")
 		return 2
 	}
+	defer authkeys.Watchdog()()
 	logf, closeLog := authkeys.Syslog()
 	defer closeLog()
 	authkeys.Print(stdout, logf, *config, fs.Arg(0), fs.Arg(1), time.Now(), authkeys.Timeout)

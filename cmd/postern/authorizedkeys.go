@@ -28,6 +28,7 @@ func runAuthorizedKeys(ctx context.Context, m *Main, args []string) error {
 	if fs.NArg() < 1 || fs.NArg() > 2 {
 		return usagef("authorized-keys: want USER [FINGERPRINT]")
 	}
+	defer authkeys.Watchdog()()
 	logf, closeLog := authkeys.Syslog()
 	defer closeLog()
 	authkeys.Print(m.Stdout, logf, *config, fs.Arg(0), fs.Arg(1), time.Now(), helperTimeout)
