@@ -184,8 +184,8 @@ func (r *report) write(w io.Writer) {
 	}
 	if s := r.ssh; s != nil {
 		p("- `postern ssh` against plain ssh: %d logins each after 2 warm-ups, interleaved. `postern ssh` runs", len(s.Postern))
-		p("  as `%s` (a new process: SDK set-up, TLS handshake, GetInstanceConnectInfo, a new", s.PosternCmd)
-		p("  Ed25519 key, SendSSHPublicKey, then OpenSSH's `ssh`). Plain ssh runs as `%s`;", s.PlainCmd)
+		p("  as `%s` (a new process: SDK set-up, TLS handshake, a new Ed25519 key, then", s.PosternCmd)
+		p("  GetInstanceConnectInfo and SendSSHPublicKey at once, then OpenSSH's `ssh`). Plain ssh runs as `%s`;", s.PlainCmd)
 		p("  its key is pushed before each run, outside the timing, since this sshd knows no other keys.")
 	}
 	r.writePostgres(p)

@@ -245,6 +245,21 @@ type sshRoute struct {
 	tunnel *tunnelRoute
 }
 
+// checkConnectionType refuses a --connection-type that is not one, or
+// one that contradicts --eice-options, before anything is asked of the
+// server.
+func checkConnectionType(connectionType string, eice eiceOptions) error {
+	switch connectionType {
+	case opentunnel.ConnectionAuto, opentunnel.ConnectionDirect, opentunnel.ConnectionEICE:
+	default:
+		return usagef("--connection-type must be auto, direct or eice, got %q", connectionType)
+	}
+	if connectionType == opentunnel.ConnectionDirect && eice.isSet() {
+		return usagef("--eice-options cannot be used with --connection-type direct")
+	}
+	return nil
+}
+
 // chooseRoute picks the way to an instance for --connection-type, by the
 // rule the web console's terminal follows too (opentunnel.ChooseRoute):
 //
@@ -254,13 +269,8 @@ type sshRoute struct {
 //   - auto: its public address directly; else its private address through
 //     an endpoint of its VPC, or directly when its VPC has none.
 func chooseRoute(ctx context.Context, cfg aws.Config, info *connectInfo, connectionType string, eice eiceOptions) (sshRoute, error) {
-	switch connectionType {
-	case opentunnel.ConnectionAuto, opentunnel.ConnectionDirect, opentunnel.ConnectionEICE:
-	default:
-		return sshRoute{}, usagef("--connection-type must be auto, direct or eice, got %q", connectionType)
-	}
-	if connectionType == opentunnel.ConnectionDirect && eice.isSet() {
-		return sshRoute{}, usagef("--eice-options cannot be used with --connection-type direct")
+	if err := checkConnectionType(connectionType, eice); err != nil {
+		return sshRoute{}, err
 	}
 	addrs := opentunnel.Addresses{ID: info.InstanceId, PublicIP: info.PublicIpAddress, PrivateIP: info.PrivateIpAddress,
 		VpcID: info.VpcId, SubnetID: info.SubnetId}

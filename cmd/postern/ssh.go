@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -69,14 +70,43 @@ func runSSH(ctx context.Context, m *Main, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkConnectionType(*connType, eice); err != nil {
+		return err
+	}
 	cfg, err := connect(ctx)
 	if err != nil {
 		return client.Clean(err)
 	}
-	info, err := resolveInstance(ctx, cfg, target)
+	dir, err := os.MkdirTemp("", "postern-ssh-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir) // the ephemeral private key goes with it
+	// The key pair does not depend on the instance: it is made while the
+	// instance is looked up.
+	type keyPair struct {
+		file, pub string
+		err       error
+	}
+	made := make(chan keyPair, 1)
+	go func() {
+		kp := keyPair{file: *keyFile}
+		if kp.file == "" {
+			kp.file, kp.pub, kp.err = ephemeralKey(dir)
+		} else {
+			kp.pub, kp.err = publicKeyFor(kp.file)
+		}
+		made <- kp
+	}()
+	var kp keyPair
+	var once sync.Once
+	keys := func() keyPair { once.Do(func() { kp = <-made }); return kp }
+	defer keys() // whatever happens, the key is written before its directory is removed
+	info, err := resolveAndPush(ctx, cfg, target, *osUser, func() (string, error) { return keys().pub, keys().err })
 	if err != nil {
 		return client.Clean(err)
 	}
+	key := keys().file
 	route, err := chooseRoute(ctx, cfg, info, *connType, eice)
 	if err != nil {
 		return client.Clean(err)
@@ -91,26 +121,9 @@ func runSSH(ctx context.Context, m *Main, args []string) error {
 		// this process.
 		proxyCommand = route.tunnel.proxyCommand(self, sshPort(*port, info))
 	}
-	dir, err := os.MkdirTemp("", "postern-ssh-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir) // the ephemeral private key goes with it
-	key, pub := *keyFile, ""
-	if key == "" {
-		key, pub, err = ephemeralKey(dir)
-	} else {
-		pub, err = publicKeyFor(key)
-	}
-	if err != nil {
-		return err
-	}
 	knownHosts := filepath.Join(dir, "known_hosts")
 	if err := writeKnownHosts(knownHosts, info.InstanceId, info.HostKeys); err != nil {
 		return err
-	}
-	if _, err := pushKey(ctx, cfg, info.InstanceId, *osUser, pub); err != nil {
-		return client.Clean(err)
 	}
 	sshArgs := []string{
 		"-i", key, "-o", "IdentitiesOnly=yes",
@@ -204,6 +217,9 @@ func runProxy(ctx context.Context, m *Main, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkConnectionType(*connType, eice); err != nil {
+		return err
+	}
 	pub, err := publicKeyFor(*identity)
 	if err != nil {
 		return err
@@ -212,7 +228,7 @@ func runProxy(ctx context.Context, m *Main, args []string) error {
 	if err != nil {
 		return client.Clean(err)
 	}
-	info, err := resolveInstance(ctx, cfg, host)
+	info, err := resolveAndPush(ctx, cfg, host, *osUser, func() (string, error) { return pub, nil })
 	if err != nil {
 		return client.Clean(err)
 	}
@@ -223,9 +239,6 @@ func runProxy(ctx context.Context, m *Main, args []string) error {
 	// ssh checks the host key under the name it was given (%h).
 	if err := writeKnownHosts(*knownHosts, host, info.HostKeys); err != nil {
 		return err
-	}
-	if _, err := pushKey(ctx, cfg, info.InstanceId, *osUser, pub); err != nil {
-		return client.Clean(err)
 	}
 	if route.tunnel != nil {
 		ws, err := route.tunnel.opener(cfg, port)(ctx)

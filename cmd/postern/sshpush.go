@@ -41,31 +41,70 @@ type connectInfo struct {
 // resolveInstance turns an instance id or Name tag into the instance's
 // connection facts. A Name must match exactly one running instance.
 func resolveInstance(ctx context.Context, cfg aws.Config, target string) (*connectInfo, error) {
-	id := target
-	if !strings.HasPrefix(target, "i-") {
-		out, err := client.EC2(cfg).DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
-			{Name: aws.String("tag:Name"), Values: []string{target}},
-			{Name: aws.String("instance-state-name"), Values: []string{"running", "pending"}},
-		}})
-		if err != nil {
-			return nil, err
-		}
-		var ids []string
-		for _, r := range out.Reservations {
-			for _, i := range r.Instances {
-				ids = append(ids, aws.ToString(i.InstanceId))
-			}
-		}
-		sort.Strings(ids)
-		switch len(ids) {
-		case 0:
-			return nil, fmt.Errorf("no running instance is named %q", target)
-		case 1:
-			id = ids[0]
-		default:
-			return nil, fmt.Errorf("%d running instances are named %q (%s); name one by id", len(ids), target, strings.Join(ids, ", "))
+	id, err := instanceID(ctx, cfg, target)
+	if err != nil {
+		return nil, err
+	}
+	return connectInfoOf(ctx, cfg, id)
+}
+
+// resolveAndPush is resolveInstance and a push of the public key that
+// publicKey returns (it may still be making it), with the connection facts
+// and the push asked for at the same time once the instance id is known:
+// a login waits for the slower of the two calls, not for both. An error
+// of the lookup wins over one of the push.
+func resolveAndPush(ctx context.Context, cfg aws.Config, target, osUser string, publicKey func() (string, error)) (*connectInfo, error) {
+	id, err := instanceID(ctx, cfg, target)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := publicKey()
+	if err != nil {
+		return nil, err
+	}
+	pushed := make(chan error, 1)
+	go func() {
+		_, err := pushKey(ctx, cfg, id, osUser, pub)
+		pushed <- err
+	}()
+	info, err := connectInfoOf(ctx, cfg, id)
+	if pushErr := <-pushed; err == nil {
+		err = pushErr
+	}
+	return info, err
+}
+
+// instanceID returns target if it is an instance id, else the id of the
+// one running instance whose Name tag is target.
+func instanceID(ctx context.Context, cfg aws.Config, target string) (string, error) {
+	if strings.HasPrefix(target, "i-") {
+		return target, nil
+	}
+	out, err := client.EC2(cfg).DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+		{Name: aws.String("tag:Name"), Values: []string{target}},
+		{Name: aws.String("instance-state-name"), Values: []string{"running", "pending"}},
+	}})
+	if err != nil {
+		return "", err
+	}
+	var ids []string
+	for _, r := range out.Reservations {
+		for _, i := range r.Instances {
+			ids = append(ids, aws.ToString(i.InstanceId))
 		}
 	}
+	sort.Strings(ids)
+	switch len(ids) {
+	case 0:
+		return "", fmt.Errorf("no running instance is named %q", target)
+	case 1:
+		return ids[0], nil
+	}
+	return "", fmt.Errorf("%d running instances are named %q (%s); name one by id", len(ids), target, strings.Join(ids, ", "))
+}
+
+// connectInfoOf asks the server how to reach instance id.
+func connectInfoOf(ctx context.Context, cfg aws.Config, id string) (*connectInfo, error) {
 	var info connectInfo
 	if err := client.CallJSON(ctx, cfg, "Postern_20261101", "postern", "GetInstanceConnectInfo", map[string]string{"InstanceId": id}, &info); err != nil {
 		return nil, err
