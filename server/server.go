@@ -21,10 +21,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/postern-dev/postern"
 	"github.com/postern-dev/postern/agent"
 	"github.com/postern-dev/postern/agenthub"
@@ -37,6 +33,7 @@ import (
 	"github.com/postern-dev/postern/consoleterm"
 	"github.com/postern-dev/postern/endpointproto"
 	"github.com/postern-dev/postern/keyfile"
+	"github.com/postern-dev/postern/metrics"
 	"github.com/postern-dev/postern/pki"
 	"github.com/postern-dev/postern/recording"
 	"github.com/postern-dev/postern/seal"
@@ -256,15 +253,14 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 		return nil, err
 	}
 
-	reg := prometheus.NewRegistry()
 	// Every series carries the replica's name, so that a dashboard over
 	// several replicas can tell them apart or sum them.
-	replicaReg := prometheus.WrapRegistererWith(prometheus.Labels{"replica": cfg.replicaName()}, reg)
-	replicaReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := metrics.NewRegistry("replica", cfg.replicaName())
+	reg.AddProcess()
 	s.recorder = recording.New(filepath.Join(cfg.DataDir, recording.DirName), s.store)
 	s.api = api.New(api.Config{
 		Authority: s.auth, Trail: s.trail, AuditKey: auditPub, Logger: logger,
-		Metrics: api.NewMetrics(replicaReg), Throttle: cfg.Throttle,
+		Metrics: api.NewMetrics(reg), Throttle: cfg.Throttle,
 		KeyPush:    api.KeyPush{Pusher: pusher, Signer: s.ksk, Lifetime: cfg.KeyLifetime, Timeout: cfg.PushTimeout},
 		Recordings: s.recorder,
 	})
@@ -299,7 +295,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 	mux.HandleFunc("GET "+agent.ConnectPath, s.handleConnect)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", reg)
 	s.http = &http.Server{
 		Handler:           mux,
 		TLSConfig:         tlsCfg,
