@@ -38,21 +38,12 @@ type connectInfo struct {
 	HostKeys         []string
 }
 
-// resolveInstance turns an instance id or Name tag into the instance's
-// connection facts. A Name must match exactly one running instance.
-func resolveInstance(ctx context.Context, cfg aws.Config, target string) (*connectInfo, error) {
-	id, err := instanceID(ctx, cfg, target)
-	if err != nil {
-		return nil, err
-	}
-	return connectInfoOf(ctx, cfg, id)
-}
-
-// resolveAndPush is resolveInstance and a push of the public key that
-// publicKey returns (it may still be making it), with the connection facts
-// and the push asked for at the same time once the instance id is known:
-// a login waits for the slower of the two calls, not for both. An error
-// of the lookup wins over one of the push.
+// resolveAndPush turns an instance id or Name tag (which must match exactly
+// one running instance) into the instance's connection facts, and pushes
+// it the public key that publicKey returns (it may still be making it).
+// The facts and the push are asked for at the same time once the instance
+// id is known: a login waits for the slower of the two calls, not for
+// both. An error of the lookup wins over one of the push.
 func resolveAndPush(ctx context.Context, cfg aws.Config, target, osUser string, publicKey func() (string, error)) (*connectInfo, error) {
 	id, err := instanceID(ctx, cfg, target)
 	if err != nil {
