@@ -118,7 +118,7 @@ func peerUID(c *net.UnixConn) (int, error) {
 }
 
 // QueryAgent asks the agent at socket for user's records (used by the
-// helper). It gives up after timeout.
+// helper). The whole exchange, connect included, gives up after timeout.
 func QueryAgent(socket, user string, timeout time.Duration) ([]keyrecord.Signed, error) {
 	return authkeys.Query(socket, user, timeout)
 }

@@ -2,6 +2,7 @@ package authkeys
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,10 +22,10 @@ type Response struct {
 	Records []keyrecord.Signed `json:"records"`
 }
 
-// Query asks the agent at socket for user's records. Each read and write
-// gives up after timeout.
+// Query asks the agent at socket for user's records. The whole exchange,
+// connect included, gives up after timeout.
 func Query(socket, user string, timeout time.Duration) ([]keyrecord.Signed, error) {
-	c, err := dialUnix(syscall.SOCK_STREAM, socket, timeout)
+	c, err := dialUnix(syscall.SOCK_STREAM, socket, time.Now().Add(timeout))
 	if err != nil {
 		return nil, err
 	}
@@ -39,34 +40,89 @@ func Query(socket, user string, timeout time.Duration) ([]keyrecord.Signed, erro
 	return resp.Records, nil
 }
 
-// dialUnix connects a unix socket of type typ (SOCK_STREAM, SOCK_DGRAM)
-// to path. Its reads and writes block, each for at most timeout.
+// unixConn is a connected unix socket whose reads, writes and connect
+// each block at most until its deadline.
 //
 // The helper starts on every login attempt, so it talks to its sockets
 // with plain system calls rather than through package net, whose set-up
-// (the poller, its threads) costs more than the query itself. A connect
-// to a unix socket completes at once unless the listener's backlog is
-// full; the helper's watchdog bounds that case.
-func dialUnix(typ int, path string, timeout time.Duration) (*os.File, error) {
+// (the poller, its threads) costs more than the query itself. The
+// descriptor stays blocking; the kernel's send and receive timeouts,
+// set to the time left before each call, bound it.
+type unixConn struct {
+	f        *os.File
+	deadline time.Time
+}
+
+// errDeadline is returned once a unixConn's deadline has passed.
+var errDeadline = errors.New("timed out")
+
+// dialUnix connects a unix socket of type typ (SOCK_STREAM, SOCK_DGRAM)
+// to path, giving up at deadline.
+func dialUnix(typ int, path string, deadline time.Time) (*unixConn, error) {
 	fd, err := syscall.Socket(syscall.AF_UNIX, typ|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
-	// Connect before the timeouts are set: with SO_SNDTIMEO set, the
-	// kernel would not restart a connect interrupted by the runtime's
-	// signals.
-	if err := syscall.Connect(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
-		syscall.Close(fd)
-		return nil, &os.PathError{Op: "connect", Path: path, Err: err}
-	}
-	tv := syscall.NsecToTimeval(timeout.Nanoseconds())
-	for _, opt := range []int{syscall.SO_RCVTIMEO, syscall.SO_SNDTIMEO} {
-		if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, opt, &tv); err != nil {
-			syscall.Close(fd)
-			return nil, os.NewSyscallError("setsockopt", err)
+	// A stream connect waits while the listener's backlog is full, for at
+	// most the send timeout. With a timeout set, the kernel does not
+	// restart a connect that a signal (the runtime's, say) interrupted;
+	// nothing is half done then, so it is simply tried again.
+	for {
+		if err = setTimeout(fd, syscall.SO_SNDTIMEO, deadline); err == nil {
+			err = syscall.Connect(fd, &syscall.SockaddrUnix{Name: path})
+		}
+		if err != syscall.EINTR {
+			break
 		}
 	}
-	// A blocking descriptor: os.File reads and writes it directly (and
-	// retries what a signal interrupts) without the runtime's poller.
-	return os.NewFile(uintptr(fd), path), nil
+	if err != nil {
+		syscall.Close(fd)
+		if err == syscall.EAGAIN && typ == syscall.SOCK_STREAM {
+			err = errDeadline
+		}
+		return nil, &os.PathError{Op: "connect", Path: path, Err: err}
+	}
+	// os.File reads and writes a blocking descriptor directly, without the
+	// runtime's poller, and retries what a signal interrupts.
+	return &unixConn{f: os.NewFile(uintptr(fd), path), deadline: deadline}, nil
 }
+
+// setTimeout sets the socket's send or receive timeout (opt) to the time
+// left before deadline.
+func setTimeout(fd, opt int, deadline time.Time) error {
+	tv := syscall.NsecToTimeval(time.Until(deadline).Nanoseconds())
+	if tv.Sec < 0 || tv.Sec == 0 && tv.Usec <= 0 {
+		return errDeadline // a zero timeout would mean none at all
+	}
+	return syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, opt, &tv)
+}
+
+// arm sets the timeout opt before a call.
+func (c *unixConn) arm(opt int) error {
+	rc, err := c.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = setTimeout(int(fd), opt, c.deadline) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+func (c *unixConn) Read(p []byte) (int, error) {
+	if err := c.arm(syscall.SO_RCVTIMEO); err != nil {
+		return 0, err
+	}
+	return c.f.Read(p)
+}
+
+func (c *unixConn) Write(p []byte) (int, error) {
+	if err := c.arm(syscall.SO_SNDTIMEO); err != nil {
+		return 0, err
+	}
+	return c.f.Write(p)
+}
+
+// Close closes the socket.
+func (c *unixConn) Close() error { return c.f.Close() }

@@ -9,25 +9,32 @@ import (
 	"time"
 )
 
-// Timeout bounds the whole helper run: sshd waits on it for every login
-// attempt.
+// Timeout bounds the helper's exchange with the agent, connect included.
 const Timeout = 4 * time.Second
 
-// Watchdog ends the process with status 0 once Timeout has passed, with
-// nothing more printed, so that sshd falls back to its other methods
-// rather than wait (a connect to an agent whose backlog is full, for one,
-// blocks without a bound). The returned function stops it.
+// watchdogAfter is when the watchdog ends a helper run that is still
+// going: past Timeout, so that a silent agent is logged as one, and
+// inside the 5 seconds a login may wait.
+const watchdogAfter = Timeout + 500*time.Millisecond
+
+// Watchdog ends the process with status 0 once watchdogAfter has passed,
+// with nothing more printed, so that sshd falls back to its other methods
+// rather than wait (for a syslog daemon that stopped reading, say). The
+// returned function stops it.
 func Watchdog() (stop func()) {
-	t := time.AfterFunc(Timeout, func() { os.Exit(0) })
+	t := time.AfterFunc(watchdogAfter, func() { os.Exit(0) })
 	return func() { t.Stop() }
 }
 
 // SyslogTag is the tag of the helper's authpriv log lines.
 const SyslogTag = "postern-authorized-keys"
 
-// syslogSockets are where a local syslog daemon (journald, rsyslog)
-// receives datagrams, tried in order.
+// syslogSockets are where a local syslog daemon (journald, rsyslog,
+// syslog-ng) listens, tried in order.
 var syslogSockets = []string{"/dev/log", "/var/run/syslog", "/var/run/log"}
+
+// syslogTimeout bounds the sending of one log line.
+const syslogTimeout = 500 * time.Millisecond
 
 // authprivInfo is the priority of the helper's lines: facility authpriv
 // (10), severity info (6).
@@ -39,22 +46,25 @@ func Syslog() (logf func(format string, a ...any), closeLog func()) {
 	return syslogTo(syslogSockets, SyslogTag)
 }
 
-// syslogTo logs to the first of sockets that takes a connection, each
-// line as a local syslog daemon reads it: "<PRI>Mmm dd hh:mm:ss TAG[PID]:
-// MESSAGE" (RFC 3164), one datagram per line.
+// syslogTo logs to the first of sockets that takes a connection, as a
+// datagram socket or else a stream one, each line as a local syslog
+// daemon reads it: "<PRI>Mmm dd hh:mm:ss TAG[PID]: MESSAGE\n" (RFC 3164).
 func syslogTo(sockets []string, tag string) (logf func(format string, a ...any), closeLog func()) {
 	for _, path := range sockets {
-		c, err := dialUnix(syscall.SOCK_DGRAM, path, time.Second)
-		if err != nil {
-			continue
+		for _, typ := range []int{syscall.SOCK_DGRAM, syscall.SOCK_STREAM} {
+			c, err := dialUnix(typ, path, time.Now().Add(syslogTimeout))
+			if err != nil {
+				continue
+			}
+			pid := os.Getpid()
+			logf = func(format string, a ...any) {
+				// A line break would let a logged value forge a line.
+				msg := strings.NewReplacer("\n", " ", "\r", " ").Replace(fmt.Sprintf(format, a...))
+				c.deadline = time.Now().Add(syslogTimeout)
+				fmt.Fprintf(c, "<%d>%s %s[%d]: %s\n", authprivInfo, time.Now().Format(time.Stamp), tag, pid, msg)
+			}
+			return logf, func() { c.Close() }
 		}
-		pid := os.Getpid()
-		logf = func(format string, a ...any) {
-			// A line break would let a logged value forge a line.
-			msg := strings.NewReplacer("\n", " ", "\r", " ").Replace(fmt.Sprintf(format, a...))
-			fmt.Fprintf(c, "<%d>%s %s[%d]: %s", authprivInfo, time.Now().Format(time.Stamp), tag, pid, msg)
-		}
-		return logf, func() { c.Close() }
 	}
 	return func(string, ...any) {}, func() {}
 }
@@ -78,8 +88,9 @@ func Print(stdout io.Writer, logf func(format string, a ...any), configPath, use
 		logf("refused a key record for %s: %s", user, r.Reason)
 	}
 	for _, k := range keys {
-		fmt.Fprintln(stdout, k.Line)
+		// Logged first: a run cut short never hands sshd a key whose line was not sent.
 		logf("accepted key %s for %s on %s (request %s, pushed by %s, expires %s)", k.Record.Fingerprint, user,
 			k.Record.InstanceID, k.Record.RequestID, k.Record.Caller, k.Record.ExpiresAt.UTC().Format(time.RFC3339))
+		fmt.Fprintln(stdout, k.Line)
 	}
 }

@@ -11,9 +11,11 @@ import (
 )
 
 // AddProcess registers the Go runtime's and the process's usual series,
-// under the names Prometheus' own client gives them: go_goroutines,
-// go_threads, go_info, go_memstats_heap_alloc_bytes, go_memstats_sys_bytes,
-// go_gc_cycles_total and, where /proc exists, process_cpu_seconds_total,
+// under the names Prometheus' own client gives them where it has them
+// (all but go_gc_cycles_total, in place of its go_gc_duration_seconds):
+// go_goroutines, go_threads, go_info, go_memstats_heap_alloc_bytes,
+// go_memstats_sys_bytes, go_gc_cycles_total and, where /proc exists,
+// process_cpu_seconds_total,
 // process_resident_memory_bytes, process_virtual_memory_bytes,
 // process_open_fds, process_max_fds and process_start_time_seconds.
 func (r *Registry) AddProcess() {

@@ -7,8 +7,8 @@ import (
 	"github.com/postern-dev/postern/authkeys"
 )
 
-// helperTimeout bounds the whole helper run: sshd waits on it for every
-// login attempt.
+// helperTimeout bounds the helper's exchange with the agent: sshd waits on
+// it for every login attempt.
 const helperTimeout = authkeys.Timeout
 
 // runAuthorizedKeys is sshd's AuthorizedKeysCommand (the slim

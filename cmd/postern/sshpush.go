@@ -43,7 +43,8 @@ type connectInfo struct {
 // it the public key that publicKey returns (it may still be making it).
 // The facts and the push are asked for at the same time once the instance
 // id is known: a login waits for the slower of the two calls, not for
-// both. An error of the lookup wins over one of the push.
+// both. An error of the lookup wins over one of the push, and calls the
+// push off.
 func resolveAndPush(ctx context.Context, cfg aws.Config, target, osUser string, publicKey func() (string, error)) (*connectInfo, error) {
 	id, err := instanceID(ctx, cfg, target)
 	if err != nil {
@@ -53,16 +54,25 @@ func resolveAndPush(ctx context.Context, cfg aws.Config, target, osUser string, 
 	if err != nil {
 		return nil, err
 	}
+	pushCtx, cancelPush := context.WithCancel(ctx)
+	defer cancelPush()
 	pushed := make(chan error, 1)
 	go func() {
-		_, err := pushKey(ctx, cfg, id, osUser, pub)
+		_, err := pushKey(pushCtx, cfg, id, osUser, pub)
 		pushed <- err
 	}()
 	info, err := connectInfoOf(ctx, cfg, id)
-	if pushErr := <-pushed; err == nil {
-		err = pushErr
+	if err != nil {
+		// No login follows: the push is called off rather than waited
+		// for (an agent that is offline keeps it waiting for seconds).
+		cancelPush()
+		<-pushed
+		return nil, err
 	}
-	return info, err
+	if err := <-pushed; err != nil {
+		return nil, err
+	}
+	return info, nil
 }
 
 // instanceID returns target if it is an instance id, else the id of the
