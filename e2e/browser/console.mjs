@@ -227,6 +227,11 @@ async function connectScenario(page, ctx) {
   // The recording, as someone who reviews sessions: signing in from a
   // link to the Recordings page lands there.
   step('open the Recordings page');
+  // A fresh load, as a followed link is: going there from the sign-in
+  // page by a hash change alone would leave that page up until the
+  // session check redirects, and the form filled in the meantime would
+  // be replaced under the test (seen on a loaded machine).
+  await page.goto('about:blank');
   await page.goto(`${cfg.url}/console/#/recordings`);
   await signIn(page, cfg.reviewer);
   await page.waitForURL(/#\/recordings$/);
