@@ -50,6 +50,7 @@ func Query(socket, user string, timeout time.Duration) ([]keyrecord.Signed, erro
 // set to the time left before each call, bound it.
 type unixConn struct {
 	f        *os.File
+	fd       int // f's, for the timeouts
 	deadline time.Time
 }
 
@@ -84,7 +85,7 @@ func dialUnix(typ int, path string, deadline time.Time) (*unixConn, error) {
 	}
 	// os.File reads and writes a blocking descriptor directly, without the
 	// runtime's poller, and retries what a signal interrupts.
-	return &unixConn{f: os.NewFile(uintptr(fd), path), deadline: deadline}, nil
+	return &unixConn{f: os.NewFile(uintptr(fd), path), fd: fd, deadline: deadline}, nil
 }
 
 // setTimeout sets the socket's send or receive timeout (opt) to the time
@@ -97,28 +98,15 @@ func setTimeout(fd, opt int, deadline time.Time) error {
 	return syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, opt, &tv)
 }
 
-// arm sets the timeout opt before a call.
-func (c *unixConn) arm(opt int) error {
-	rc, err := c.f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = setTimeout(int(fd), opt, c.deadline) }); err != nil {
-		return err
-	}
-	return serr
-}
-
 func (c *unixConn) Read(p []byte) (int, error) {
-	if err := c.arm(syscall.SO_RCVTIMEO); err != nil {
+	if err := setTimeout(c.fd, syscall.SO_RCVTIMEO, c.deadline); err != nil {
 		return 0, err
 	}
 	return c.f.Read(p)
 }
 
 func (c *unixConn) Write(p []byte) (int, error) {
-	if err := c.arm(syscall.SO_SNDTIMEO); err != nil {
+	if err := setTimeout(c.fd, syscall.SO_SNDTIMEO, c.deadline); err != nil {
 		return 0, err
 	}
 	return c.f.Write(p)

@@ -36,6 +36,10 @@ var syslogSockets = []string{"/dev/log", "/var/run/syslog", "/var/run/log"}
 // syslogTimeout bounds the sending of one log line.
 const syslogTimeout = 500 * time.Millisecond
 
+// lineBreaks folds line breaks in logged values, which could otherwise
+// forge a line.
+var lineBreaks = strings.NewReplacer("\n", " ", "\r", " ")
+
 // authprivInfo is the priority of the helper's lines: facility authpriv
 // (10), severity info (6).
 const authprivInfo = 10<<3 | 6
@@ -58,8 +62,7 @@ func syslogTo(sockets []string, tag string) (logf func(format string, a ...any),
 			}
 			pid := os.Getpid()
 			logf = func(format string, a ...any) {
-				// A line break would let a logged value forge a line.
-				msg := strings.NewReplacer("\n", " ", "\r", " ").Replace(fmt.Sprintf(format, a...))
+				msg := lineBreaks.Replace(fmt.Sprintf(format, a...))
 				c.deadline = time.Now().Add(syslogTimeout)
 				fmt.Fprintf(c, "<%d>%s %s[%d]: %s\n", authprivInfo, time.Now().Format(time.Stamp), tag, pid, msg)
 			}

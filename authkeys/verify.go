@@ -37,16 +37,12 @@ func AuthorizedKeys(cfg Config, user, fingerprint string, now time.Time, timeout
 		// The agent answers with all of the user's records: those that
 		// could not apply anyway (another key, expired) are dropped on
 		// their claims, so that a login pays for one signature check.
-		claims, err := s.Claims()
-		if err == nil {
-			err = claims.Check(cfg.InstanceID, user, fingerprint, now)
-		}
-		var rec keyrecord.Record
-		if err == nil {
-			rec, err = s.Verify(cfg.KeySigningKey)
-		}
+		rec, err := s.Claims()
 		if err == nil {
 			err = rec.Check(cfg.InstanceID, user, fingerprint, now)
+		}
+		if err == nil {
+			err = s.CheckSignature(cfg.KeySigningKey)
 		}
 		if err == nil {
 			rec.Key, err = checkKeyLine(rec.Key, rec.Fingerprint)

@@ -62,20 +62,26 @@ var (
 // Verify checks the signature with the pinned public key and decodes the
 // record. It does not check what the record is for; see Check.
 func (s Signed) Verify(pub ed25519.PublicKey) (Record, error) {
-	var r Record
+	if err := s.CheckSignature(pub); err != nil {
+		return Record{}, err
+	}
+	return s.Claims()
+}
+
+// CheckSignature checks the signature over the payload with the pinned
+// public key. What Claims decoded from the same Signed is the record's
+// once this holds.
+func (s Signed) CheckSignature(pub ed25519.PublicKey) error {
 	if len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, message(s.Payload), s.Signature) {
-		return r, ErrSignature
+		return ErrSignature
 	}
-	if err := json.Unmarshal(s.Payload, &r); err != nil {
-		return r, fmt.Errorf("signed record does not decode: %w", err)
-	}
-	return r, nil
+	return nil
 }
 
 // Claims decodes the record without checking its signature: what it says
-// of itself, which only Verify makes true. A reader may reject a record on
-// its claims (Check failing) before paying for the signature check; it
-// may accept one only through Verify.
+// of itself, which only CheckSignature (or Verify) makes true. A reader may
+// reject a record on its claims (Check failing) before paying for the
+// signature check; it may accept one only once the signature holds.
 func (s Signed) Claims() (Record, error) {
 	var r Record
 	if err := json.Unmarshal(s.Payload, &r); err != nil {

@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -88,25 +87,23 @@ func runSSH(ctx context.Context, m *Main, args []string) error {
 		file, pub string
 		err       error
 	}
-	made := make(chan keyPair, 1)
+	kp := keyPair{file: *keyFile}
+	made := make(chan struct{}) // closed once kp is set
 	go func() {
-		kp := keyPair{file: *keyFile}
+		defer close(made)
 		if kp.file == "" {
 			kp.file, kp.pub, kp.err = ephemeralKey(dir)
 		} else {
 			kp.pub, kp.err = publicKeyFor(kp.file)
 		}
-		made <- kp
 	}()
-	var kp keyPair
-	var once sync.Once
-	keys := func() keyPair { once.Do(func() { kp = <-made }); return kp }
-	defer keys() // whatever happens, the key is written before its directory is removed
-	info, err := resolveAndPush(ctx, cfg, target, *osUser, func() (string, error) { return keys().pub, keys().err })
+	defer func() { <-made }() // whatever happens, the key is written before its directory is removed
+	info, err := resolveAndPush(ctx, cfg, target, *osUser, func() (string, error) { <-made; return kp.pub, kp.err })
 	if err != nil {
 		return client.Clean(err)
 	}
-	key := keys().file
+	<-made
+	key := kp.file
 	route, err := chooseRoute(ctx, cfg, info, *connType, eice)
 	if err != nil {
 		return client.Clean(err)
