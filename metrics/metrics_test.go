@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/prometheus/common/expfmt"
@@ -113,9 +114,30 @@ func TestPrometheusParsesIt(t *testing.T) {
 	if rss := fams["process_resident_memory_bytes"].GetMetric()[0].GetGauge().GetValue(); rss < 1<<20 {
 		t.Errorf("process_resident_memory_bytes = %v, not a process's", rss)
 	}
-	if cpu := fams["process_cpu_seconds_total"].GetMetric()[0].GetCounter().GetValue(); cpu <= 0 {
-		t.Errorf("process_cpu_seconds_total = %v after all that work", cpu)
+	// The kernel counts CPU time in ticks of 10 ms: a fast run may not
+	// have used one yet. Spend some, then the series must agree with
+	// getrusage to within a tick or two.
+	for cpuSeconds(t) < 0.05 {
 	}
+	before := cpuSeconds(t)
+	text, _ = scrape(t, r)
+	after := cpuSeconds(t)
+	fams, err = p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu := fams["process_cpu_seconds_total"].GetMetric()[0].GetCounter().GetValue(); cpu < before-0.02 || cpu > after+0.01 {
+		t.Errorf("process_cpu_seconds_total = %v, getrusage says %.3f to %.3f", cpu, before, after)
+	}
+}
+
+// cpuSeconds is the process's user and system CPU time by getrusage.
+func cpuSeconds(t *testing.T) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 func TestLabelValuesMustMatch(t *testing.T) {
