@@ -66,11 +66,12 @@ tools:
 bench: build
 	$(GO) build -trimpath -o bin/postern-bench ./bench/keyless
 	$(GO) build -trimpath -o bin/postern-bench-tunnels ./bench/tunnels
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/postern-bench-gofloor ./bench/gofloor
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./... > bin/bench-micro.txt || { cat bin/bench-micro.txt; exit 1; }
 	@cat bin/bench-micro.txt
 	@if [ "$$(id -u)" = 0 ]; then run=; else run='sudo --preserve-env=POSTERN_BENCH_POSTGRES'; fi; \
 	  $$run ./bin/postern-bench-tunnels -postern $(BIN) > bin/bench-tunnels.md && \
-	  $$run ./bin/postern-bench -postern $(BIN) -micro bin/bench-micro.txt -sections bin/bench-tunnels.md -command 'make bench' > bin/BENCHMARKS.md.new
+	  $$run ./bin/postern-bench -postern $(BIN) -micro bin/bench-micro.txt -go-floor bin/postern-bench-gofloor -sections bin/bench-tunnels.md -command 'make bench' > bin/BENCHMARKS.md.new
 	mv bin/BENCHMARKS.md.new BENCHMARKS.md
 	@echo "bench: wrote BENCHMARKS.md"
 

@@ -44,6 +44,7 @@ func main() {
 type options struct {
 	postern      string
 	micro        string
+	goFloor      string
 	sections     string
 	command      string
 	helperN      int
@@ -61,6 +62,7 @@ func run(args []string) error {
 	fs := benchrig.NewFlagSet("keyless")
 	fs.StringVar(&o.postern, "postern", "bin/postern", "the postern binary to measure")
 	fs.StringVar(&o.micro, "micro", "", "output of go test -bench to add as a second table")
+	fs.StringVar(&o.goFloor, "go-floor", "", "an empty Go program (bench/gofloor) to exec beside the helper, for the cost of starting any Go program")
 	fs.StringVar(&o.sections, "sections", "", "a Markdown file of further sections (bench/tunnels' figures) to add before the micro-benchmarks")
 	fs.StringVar(&o.command, "command", "make bench", "the command named in the report")
 	fs.IntVar(&o.helperN, "helper-n", 300, "sshd helper runs")
@@ -126,7 +128,7 @@ func measureSQLite(ctx context.Context, o options, rep *report) error {
 	}
 
 	progress("sshd helper: %d runs", o.helperN)
-	if rep.helper, err = measureHelper(ctx, r, o.helperN, 60*time.Second); err != nil {
+	if rep.helper, err = measureHelper(ctx, r, o.helperN, o.goFloor, 60*time.Second); err != nil {
 		return err
 	}
 	progress("push round trip: %d pushes", o.pushN)

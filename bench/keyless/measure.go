@@ -54,17 +54,19 @@ type helperResult struct {
 	Records      int    // live records the agent holds for the user
 	Command      string // the helper sshd runs, e.g. postern-authorized-keys
 	Exec, InProc benchrig.Samples
-	// Process start-up alone, as the helper user: /bin/true, and the
-	// postern binary printing its version.
-	True, Version benchrig.Samples
-	WrongAnswers  int
-	SyslogPresent bool
+	// Process start-up alone, as the helper user: /bin/true, an empty Go
+	// program (when make bench built one), and the postern binary
+	// printing its version.
+	True, GoFloor, Version benchrig.Samples
+	WrongAnswers           int
+	SyslogPresent          bool
 }
 
 // measureHelper runs the installed helper (postern-authorized-keys, or
 // `postern authorized-keys`) with `--config … USER FP` n times,
 // as sshd would, against the live agent holding a few records for USER.
-func measureHelper(ctx context.Context, r *rig, n int, budget time.Duration) (*helperResult, error) {
+// goFloor, when not empty, is an empty Go program to time the same way.
+func measureHelper(ctx context.Context, r *rig, n int, goFloor string, budget time.Duration) (*helperResult, error) {
 	p := newPusher(r.users[0], r.instance)
 	const records = 3
 	var want, fp string
@@ -136,6 +138,18 @@ func measureHelper(ctx context.Context, r *rig, n int, budget time.Duration) (*h
 		return out
 	}
 	res.True = floor("/bin/true")
+	if goFloor != "" {
+		// Installed beside the helper, root-owned, as the helper is.
+		b, err := os.ReadFile(goFloor)
+		if err != nil {
+			return nil, err
+		}
+		installed := filepath.Join(r.helperDir, "gofloor")
+		if err := os.WriteFile(installed, b, 0o755); err != nil {
+			return nil, err
+		}
+		res.GoFloor = floor(installed)
+	}
 	res.Version = floor(r.helperPath, "version")
 
 	hc, err := agent.ReadHelperConfig(r.helperConfig)

@@ -135,6 +135,10 @@ func (r *report) write(w io.Writer) {
 			len(h.InProc), benchrig.MS(h.InProc.Median()), benchrig.MS(h.InProc.P99()))
 		p("| … floor: the whole `postern` binary exec'd to print its version (process start-up, no work) | %d | %s | %s | | |",
 			len(h.Version), benchrig.MS(h.Version.Median()), benchrig.MS(h.Version.P99()))
+		if len(h.GoFloor) > 0 {
+			p("| … floor: an empty Go program (`func main() {}`, built as the helper is) exec'd the same way (Go's own start-up) | %d | %s | %s | | |",
+				len(h.GoFloor), benchrig.MS(h.GoFloor.Median()), benchrig.MS(h.GoFloor.P99()))
+		}
 		p("| … floor: `/bin/true` exec'd the same way (this machine's fork and exec) | %d | %s | %s | | |",
 			len(h.True), benchrig.MS(h.True.Median()), benchrig.MS(h.True.P99()))
 	}
@@ -160,7 +164,9 @@ func (r *report) write(w io.Writer) {
 	p("- Helper: sshd's view of it — fork and exec of the root-owned copy under `/usr/local/libexec`, as the")
 	p("  `AuthorizedKeysCommandUser`, with sshd's near-empty environment; every answer is checked (exactly the")
 	p("  pushed key, with `expiry-time`). The second row repeats the helper's work inside this process; the")
-	p("  two floors show what process start-up alone costs, for the postern binary and for the smallest one.")
+	p("  floors show what process start-up alone costs: for the whole postern binary, for any Go program (an")
+	p("  empty one, static like the helper; the Go runtime sets up its heap, threads and signals before main),")
+	p("  and for the smallest program there is.")
 	if r.helper != nil && r.helper.WrongAnswers > 0 {
 		p("  **%d runs gave a wrong answer.**", r.helper.WrongAnswers)
 	}
