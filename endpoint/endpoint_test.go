@@ -465,10 +465,7 @@ func TestRelayMode(t *testing.T) {
 	}{
 		{echoIP, http.StatusTooManyRequests, "TooManyTunnels"},
 	} {
-		h.srv.send(h.control, endpointproto.Control{Type: endpointproto.ControlDial, Dial: h.srv.newTunnel(tc.target, 22, "198.51.100.7")})
-		if te := recv(t, h.srv.refusals, "the relay refusal"); te.Status != tc.status || te.ErrorCode != tc.code {
-			t.Errorf("relay tunnel to %s refused with %+v; want %d %s", tc.target, te, tc.status, tc.code)
-		}
+		h.relayRefused(t, tc.target, tc.status, tc.code)
 	}
 	closeNormally(t, r.conn)
 	if rec := recv(t, h.srv.closed, "the close report"); rec.TunnelID != "tun-1" || rec.BytesIn != 17 || rec.BytesOut != 17 || rec.Cause != "client-closed" {
@@ -482,10 +479,22 @@ func TestRelayMode(t *testing.T) {
 		{"127.0.0.1", http.StatusForbidden, "TargetNotAllowed"},
 		{refusedIP, http.StatusBadGateway, "TargetUnreachable"},
 	} {
-		h.srv.send(h.control, endpointproto.Control{Type: endpointproto.ControlDial, Dial: h.srv.newTunnel(tc.target, 22, "198.51.100.7")})
-		if te := recv(t, h.srv.refusals, "the relay refusal"); te.Status != tc.status || te.ErrorCode != tc.code {
-			t.Errorf("relay tunnel to %s refused with %+v; want %d %s", tc.target, te, tc.status, tc.code)
-		}
+		h.relayRefused(t, tc.target, tc.status, tc.code)
+	}
+}
+
+// relayRefused has the server send a relayed tunnel to target that the
+// endpoint must refuse with status and code, and then report closed, so
+// that the server gives back the place it counted for it.
+func (h *harness) relayRefused(t *testing.T, target string, status int, code string) {
+	t.Helper()
+	tun := h.srv.newTunnel(target, 22, "198.51.100.7")
+	h.srv.send(h.control, endpointproto.Control{Type: endpointproto.ControlDial, Dial: tun})
+	if te := recv(t, h.srv.refusals, "the relay refusal"); te.Status != status || te.ErrorCode != code {
+		t.Errorf("relay tunnel to %s refused with %+v; want %d %s", target, te, status, code)
+	}
+	if rec := recv(t, h.srv.closed, "the refused tunnel's close report"); rec.TunnelID != tun.ID || rec.Cause != "setup-failed" || rec.Reason == "" {
+		t.Errorf("close report of the refused tunnel %s = %+v; want it setup-failed, with a reason", tun.ID, rec)
 	}
 }
 

@@ -27,6 +27,11 @@ func (e *Endpoint) relay(t endpointproto.Tunnel) {
 		if refusal != nil {
 			e.log.Info("tunnel refused", "tunnel", t.ID, "status", refusal.Status, "code", refusal.ErrorCode)
 			e.relayRefuse(&t, refusal)
+			// The server counted the tunnel when it authorized it: the
+			// report gives its place back and closes its audit record.
+			e.reporting.Add(1)
+			defer e.reporting.Done()
+			e.report(endpointproto.Closed{TunnelID: t.ID, Cause: causeSetupFailed, Reason: refusal.Message})
 			return
 		}
 		defer s.release()
@@ -39,6 +44,7 @@ func (e *Endpoint) relayTunnel(s *slot, t *endpointproto.Tunnel) {
 	if te != nil {
 		s.release()
 		e.relayRefuse(t, te)
+		e.end(s, endpointproto.Closed{TunnelID: t.ID, Cause: causeSetupFailed, Reason: te.Message})
 		return
 	}
 	dctx, cancel := context.WithTimeout(s.ctx, relayDialTimeout)
@@ -47,6 +53,7 @@ func (e *Endpoint) relayTunnel(s *slot, t *endpointproto.Tunnel) {
 	if err != nil {
 		tcp.Close()
 		e.log.Warn("cannot dial the server back for a tunnel", "tunnel", t.ID, "err", err)
+		e.end(s, endpointproto.Closed{TunnelID: t.ID, Cause: causeSetupFailed, Reason: "the endpoint could not reach the server back"})
 		return
 	}
 	e.pipe(s, t, tunnel.NewWebSocket(c, tunnel.DefaultMaxFrame), tcp)
