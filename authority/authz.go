@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -97,9 +98,16 @@ func (a *Authority) requestContext(u postern.User, acc Access, env Env) map[stri
 	if env.UserAgent != "" {
 		c["aws:useragent"] = []string{env.UserAgent}
 	}
+	// Condition key names are case-insensitive but tag keys are not: the
+	// values of aws:RequestTag/env and aws:RequestTag/Env both count
+	// under the one name, so that a Deny on either cannot be skipped. A
+	// key of the call's own replaces the global one of that name.
+	extra := make(map[string][]string, len(acc.Context))
 	for k, v := range acc.Context {
-		c[strings.ToLower(k)] = v
+		lk := strings.ToLower(k)
+		extra[lk] = append(extra[lk], v...)
 	}
+	maps.Copy(c, extra)
 	return c
 }
 
