@@ -283,7 +283,9 @@ func (c *call) authenticatePresigned() error {
 	if sig.Expires.Sub(sig.SignedAt) > maxTunnelURLLifetime {
 		return tunnelInvalid("X-Amz-Expires is %d seconds; an OpenTunnel URL may live at most %d", int(sig.Expires.Sub(sig.SignedAt)/time.Second), int(maxTunnelURLLifetime/time.Second))
 	}
-	if !c.s.usedTunnelURLs.bind(c.r.URL.Query().Get("X-Amz-Signature"), c.env.SourceIP, sig.Expires, c.start) {
+	// Bound by the signature's bytes: the same URL with its hexadecimal
+	// digits in another case is the same URL.
+	if !c.s.usedTunnelURLs.bind(string(sig.Signature), c.env.SourceIP, sig.Expires, c.start) {
 		return tunnelDenied("This presigned OpenTunnel URL was already used from another address; sign a new one where you connect from")
 	}
 	return nil

@@ -90,6 +90,9 @@ type Result struct {
 	// UnsignedPayload reports that the client sent UNSIGNED-PAYLOAD, so the
 	// signature does not cover the body.
 	UnsignedPayload bool
+	// Signature is the signature as bytes: one request's identity, however
+	// its hexadecimal digits were written.
+	Signature []byte
 }
 
 // signed is what a request claims: the parts of its signature, parsed but
@@ -194,6 +197,7 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*R
 		SessionToken:    s.sessionToken,
 		Presigned:       s.presigned,
 		UnsignedPayload: unsignedPayload,
+		Signature:       s.signature,
 	}
 	if s.presigned {
 		res.Expires = s.signedAt.Add(time.Duration(s.expires) * time.Second)

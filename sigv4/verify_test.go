@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -402,7 +403,7 @@ func TestDerivedKeyCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *warm != *cold {
+	if !reflect.DeepEqual(warm, cold) {
 		t.Errorf("warm result %+v differs from cold %+v", warm, cold)
 	}
 
