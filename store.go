@@ -106,10 +106,17 @@ type Store interface {
 	// keys ("user:NAME", "ip:ADDR") whose last failure is at or after
 	// since; keys with none are absent. Every replica sees the same counts.
 	SignInFailures(ctx context.Context, keys []string, since time.Time) (map[string]SignInFailure, error)
-	// RecordSignInFailure counts one failure at at under each key; a key
-	// whose last failure is before since starts again from one. Counts
-	// whose last failure is before since are forgotten.
-	RecordSignInFailure(ctx context.Context, keys []string, at, since time.Time) error
+	// ReserveSignInAttempt counts an attempt about to be checked as one
+	// failure at at under each key, provided each key's count is below its
+	// limit (limits[i] for keys[i]); it reports whether it counted, and
+	// when not it changes nothing. A key whose last failure is before
+	// since starts again from zero; such counts are forgotten. Counting
+	// before the check means concurrent attempts cannot all pass a limit
+	// that none of them has reached yet.
+	ReserveSignInAttempt(ctx context.Context, keys []string, limits []int, at, since time.Time) (bool, error)
+	// ReleaseSignInAttempt takes back one counted failure under each key,
+	// for an attempt that proved to be no failure.
+	ReleaseSignInAttempt(ctx context.Context, keys []string) error
 	// ResetSignInFailures forgets the failures counted under key.
 	ResetSignInFailures(ctx context.Context, key string) error
 

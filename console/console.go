@@ -249,13 +249,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	ev.AdditionalEventData = extra
 	ev.UserIdentity = s.attemptIdentity(r.Context(), req.User)
 
-	wait, locked, err := s.limit.wait(r.Context(), now, keys...)
-	if err != nil {
-		// Without the counts, sign-in cannot be rate-limited: refuse it.
-		writeError(w, err)
-		return
-	}
-	if wait > 0 {
+	refuse := func(wait time.Duration, locked bool) {
 		extra["Reason"] = "too many failed attempts"
 		if locked {
 			extra["Reason"] = "locked after too many failed attempts"
@@ -269,16 +263,45 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		writeError(w, postern.CodedErrorf(postern.KindThrottled, "TooManyAttempts",
 			"Too many failed sign-in attempts. Try again in %s.", humanSeconds(secs)))
+	}
+	wait, locked, err := s.limit.wait(r.Context(), now, keys...)
+	if err != nil {
+		// Without the counts, sign-in cannot be rate-limited: refuse it.
+		writeError(w, err)
 		return
+	}
+	if wait > 0 {
+		refuse(wait, locked)
+		return
+	}
+	// The attempt counts as a failure before its password is checked:
+	// concurrent attempts are counted one after the other, and those
+	// past the lock are refused unchecked.
+	reserved, err := s.limit.reserve(r.Context(), now, keys...)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !reserved {
+		// Concurrent attempts reached the lock first.
+		if wait, _, err = s.limit.wait(r.Context(), now, keys...); err != nil || wait <= 0 {
+			wait = s.cfg.Limits.LockFor
+		}
+		refuse(wait, true)
+		return
+	}
+	// release takes the attempt back when it proves to be no guess.
+	release := func(keys ...string) {
+		if err := s.limit.release(context.WithoutCancel(r.Context()), keys...); err != nil {
+			s.log.Error("cannot take back a sign-in attempt", "err", err)
+		}
 	}
 
 	u, serial, err := s.auth.SignIn(r.Context(), req.User, req.Password, req.OTP)
 	if se, ok := authority.IsSignInError(err); ok {
 		// A missing code follows a right password: it is no guess.
-		if !se.MFARequired {
-			if ferr := s.limit.fail(context.WithoutCancel(r.Context()), now, keys...); ferr != nil {
-				s.log.Error("cannot count a failed sign-in", "err", ferr)
-			}
+		if se.MFARequired {
+			release(keys...)
 		}
 		extra["Reason"] = se.Reason
 		ev.ErrorMessage = "Failed authentication"
@@ -297,6 +320,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
+		release(keys...)
 		s.log.Error("sign-in failed", "err", err)
 		writeError(w, err)
 		return
@@ -304,6 +328,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	if err := s.limit.reset(r.Context(), keys[0]); err != nil {
 		s.log.Warn("cannot reset the failed sign-in count", "err", err)
 	}
+	release(keys[1:]...)
 
 	id := make([]byte, 32)
 	if _, err := rand.Read(id); err != nil {

@@ -47,9 +47,14 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureHashing(t, password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32})
+}
+
+// newFixtureHashing is newFixture with passwords hashed with params.
+func newFixtureHashing(t *testing.T, params password.Params) *fixture {
+	t.Helper()
 	st, sealer := sqlitetest.Open(t)
-	cheap := password.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
-	auth := authority.New(authority.Config{Region: "us-east-1", Account: "123456789012", PasswordParams: cheap}, st, sealer, nil)
+	auth := authority.New(authority.Config{Region: "us-east-1", Account: "123456789012", PasswordParams: params}, st, sealer, nil)
 	c := &clock{t: time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)}
 	auth.SetClock(c.now)
 	_, key, _ := ed25519.GenerateKey(nil)
@@ -252,6 +257,56 @@ func TestLockout(t *testing.T) {
 	f.signIn("bob", "mauve otter kettle seven", "").want(t, http.StatusOK, "")
 	if ev := f.lastEvent("ConsoleLogin"); ev["userIdentity"].(map[string]any)["userName"] != "bob" {
 		t.Errorf("last ConsoleLogin record: %v", ev)
+	}
+}
+
+// Attempts made at once are counted before their passwords are checked:
+// however many arrive together, no more than the lock allows are checked,
+// and the rest are refused unchecked.
+func TestLockoutHoldsForConcurrentAttempts(t *testing.T) {
+	// Hashing slow enough that, were failures counted only after the
+	// check, every attempt would pass the lock before any was counted.
+	f := newFixtureHashing(t, password.Params{Memory: 8 << 10, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32})
+	const attempts = 40
+	codes := make(chan int, attempts)
+	var wg sync.WaitGroup
+	for range attempts {
+		wg.Go(func() {
+			codes <- f.do(http.MethodPost, SignInPath, signInBody("alice", "a wrong guess", ""), nil, nil).Code
+		})
+	}
+	wg.Wait()
+	close(codes)
+	checked := 0
+	for c := range codes {
+		switch c {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("an attempt answered %d", c)
+		}
+	}
+	if checked < 1 || checked > DefaultLimits.LockAfter {
+		t.Errorf("%d of %d concurrent guesses were checked; the lock allows %d", checked, attempts, DefaultLimits.LockAfter)
+	}
+	f.signIn("alice", passwords["alice"], "").want(t, http.StatusTooManyRequests, "TooManyAttempts")
+	recs, err := f.st.LookupAudit(t.Context(), postern.AuditQuery{EventName: "ConsoleLogin", Limit: 100})
+	if err != nil || len(recs) != attempts+1 {
+		t.Errorf("%d ConsoleLogin records for %d attempts (%v)", len(recs), attempts+1, err)
+	}
+}
+
+// An attempt counts against its address only when it fails: successful
+// sign-ins from one address, however many, never lock it.
+func TestSuccessesDoNotCountAgainstTheAddress(t *testing.T) {
+	f := newFixture(t)
+	for range DefaultLimits.LockAfter*DefaultLimits.IPFactor + 5 {
+		f.signIn("bob", passwords["bob"], "").want(t, http.StatusOK, "")
+	}
+	counts, err := f.st.SignInFailures(t.Context(), []string{"ip:192.0.2.10", "user:bob"}, time.Time{})
+	if err != nil || len(counts) != 0 {
+		t.Errorf("failures counted after successes: %v %v", counts, err)
 	}
 }
 

@@ -34,7 +34,8 @@ const maxDelay = time.Minute
 // failureStore keeps the counts, shared by every replica.
 type failureStore interface {
 	SignInFailures(ctx context.Context, keys []string, since time.Time) (map[string]postern.SignInFailure, error)
-	RecordSignInFailure(ctx context.Context, keys []string, at, since time.Time) error
+	ReserveSignInAttempt(ctx context.Context, keys []string, limits []int, at, since time.Time) (bool, error)
+	ReleaseSignInAttempt(ctx context.Context, keys []string) error
 	ResetSignInFailures(ctx context.Context, key string) error
 }
 
@@ -60,7 +61,7 @@ func (l *limiter) thresholds(key string) (free, lock int) {
 // wait returns how long the callers behind keys must wait before another
 // attempt (0: go ahead), and whether a key is locked rather than delayed.
 func (l *limiter) wait(ctx context.Context, now time.Time, keys ...string) (time.Duration, bool, error) {
-	counts, err := l.st.SignInFailures(ctx, keys, now.Add(-l.lim.LockFor))
+	counts, err := l.st.SignInFailures(ctx, keys, l.since(now))
 	if err != nil {
 		return 0, false, err
 	}
@@ -89,9 +90,28 @@ func (l *limiter) wait(ctx context.Context, now time.Time, keys ...string) (time
 	return longest, locked, nil
 }
 
-// fail counts a failure for each key.
-func (l *limiter) fail(ctx context.Context, now time.Time, keys ...string) error {
-	return l.st.RecordSignInFailure(ctx, keys, now, now.Add(-l.lim.LockFor))
+// reserve counts the attempt about to be checked as a failure under each
+// key, before the check, so that concurrent attempts cannot all pass a
+// lock that none of them has reached yet. It reports false, counting
+// nothing, when a key is locked already. An attempt that proves to be no
+// guess is taken back with release.
+func (l *limiter) reserve(ctx context.Context, now time.Time, keys ...string) (bool, error) {
+	limits := make([]int, len(keys))
+	for i, k := range keys {
+		_, limits[i] = l.thresholds(k)
+	}
+	return l.st.ReserveSignInAttempt(ctx, keys, limits, now, l.since(now))
+}
+
+// since is the oldest last failure whose count still holds at now: a lock
+// ends LockFor after the failure that set it.
+func (l *limiter) since(now time.Time) time.Time {
+	return now.Add(-l.lim.LockFor + time.Nanosecond)
+}
+
+// release takes back an attempt reserve counted under keys.
+func (l *limiter) release(ctx context.Context, keys ...string) error {
+	return l.st.ReleaseSignInAttempt(ctx, keys)
 }
 
 // reset forgets the failures of key after a success.

@@ -371,27 +371,65 @@ func (s *Store) SignInFailures(ctx context.Context, keys []string, since time.Ti
 	return out, nil
 }
 
-// RecordSignInFailure counts a failure under each key.
-func (s *Store) RecordSignInFailure(ctx context.Context, keys []string, at, since time.Time) error {
+// errAtLimit rolls back a reservation that found a key at its limit.
+var errAtLimit = errors.New("a sign-in key is at its limit")
+
+// ReserveSignInAttempt counts one failure under each key, unless a key is
+// at its limit. Each key's upsert holds its row until the commit, so
+// concurrent reservations, here or on another replica, count one after
+// the other.
+func (s *Store) ReserveSignInAttempt(ctx context.Context, keys []string, limits []int, at, since time.Time) (bool, error) {
+	if len(limits) != len(keys) {
+		return false, postern.Invalidf("%d sign-in keys with %d limits", len(keys), len(limits))
+	}
 	when, err := timeArg(at)
 	if err != nil || when == nil {
-		return postern.Invalidf("a failure needs its time")
+		return false, postern.Invalidf("an attempt needs its time")
 	}
 	from, err := timeArg(since)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return s.writeTx(ctx, "count a failed sign-in", func(tx *sql.Tx) error {
+	atLimit := false
+	err = s.writeTx(ctx, "count a sign-in attempt", func(tx *sql.Tx) error {
+		atLimit = false
 		if _, err := tx.ExecContext(ctx, `DELETE FROM sign_in_failures WHERE last < ?`, from); err != nil {
 			return err
 		}
-		for _, k := range keys {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO sign_in_failures (key, count, last) VALUES (?, 1, ?)
-				ON CONFLICT (key) DO UPDATE SET count = sign_in_failures.count + 1, last = excluded.last`, k, when); err != nil {
+		for i, k := range keys {
+			res, err := tx.ExecContext(ctx, `INSERT INTO sign_in_failures (key, count, last) VALUES (?, 1, ?)
+				ON CONFLICT (key) DO UPDATE SET count = sign_in_failures.count + 1, last = excluded.last
+				WHERE sign_in_failures.count < ?`, k, when, limits[i])
+			if err != nil {
 				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				atLimit = true
+				return errAtLimit
 			}
 		}
 		return nil
+	})
+	if atLimit {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// ReleaseSignInAttempt takes back one failure under each key.
+func (s *Store) ReleaseSignInAttempt(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	where, args := idFilter("key", keys)
+	return s.writeTx(ctx, "take back a sign-in attempt", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE sign_in_failures SET count = count - 1`+where+` AND count > 1`, args...); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM sign_in_failures`+where+` AND count <= 1`, args...)
+		return err
 	})
 }
 

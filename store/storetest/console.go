@@ -251,51 +251,88 @@ func testDeleteUserConsoleConflicts(t *testing.T, s postern.Store) {
 	ok(t, s.DeleteUser(ctx, "alice"), "DeleteUser")
 }
 
-// testSignInFailures: failures count per key, concurrent failures all
-// count, old ones are forgotten, and a reset clears one key.
+// testSignInFailures: attempts count per key up to each key's limit,
+// concurrent ones included, a refused reservation changes nothing, old
+// counts are forgotten, and release and reset take counts back.
 func testSignInFailures(t *testing.T, s postern.Store) {
 	ctx := t.Context()
 	keys := []string{"user:alice", "ip:192.0.2.7"}
+	limits := []int{5, 20}
 	got, err := s.SignInFailures(ctx, keys, stamp(0))
 	ok(t, err, "SignInFailures of nothing")
 	if len(got) != 0 {
 		t.Errorf("failures before any: %v", got)
 	}
-	ok(t, s.RecordSignInFailure(ctx, keys, stamp(10), stamp(0)), "RecordSignInFailure")
+	reserved, err := s.ReserveSignInAttempt(ctx, keys, limits, stamp(10), stamp(0))
+	ok(t, err, "ReserveSignInAttempt")
+	if !reserved {
+		t.Fatal("the first attempt was not counted")
+	}
+	// Concurrent attempts count one after the other, up to the limit.
 	const concurrent = 8
-	errs := make(chan error, concurrent)
+	results := make(chan error, concurrent)
+	var counted atomic.Int32
 	for range concurrent {
-		go func() { errs <- s.RecordSignInFailure(ctx, []string{"user:alice"}, stamp(20), stamp(0)) }()
+		go func() {
+			r, err := s.ReserveSignInAttempt(ctx, []string{"user:alice"}, []int{5}, stamp(20), stamp(0))
+			if r {
+				counted.Add(1)
+			}
+			results <- err
+		}()
 	}
 	for range concurrent {
-		ok(t, <-errs, "concurrent RecordSignInFailure")
+		ok(t, <-results, "concurrent ReserveSignInAttempt")
+	}
+	if counted.Load() != 4 {
+		t.Errorf("%d of %d concurrent attempts were counted after the first; the limit of 5 leaves room for 4", counted.Load(), concurrent)
 	}
 	got, err = s.SignInFailures(ctx, append(keys, "user:bob"), stamp(0))
 	ok(t, err, "SignInFailures")
-	if got["user:alice"].Count != 1+concurrent || got["ip:192.0.2.7"].Count != 1 || len(got) != 2 {
-		t.Errorf("failures = %v, want alice %d and the address 1", got, 1+concurrent)
+	if got["user:alice"].Count != 5 || got["ip:192.0.2.7"].Count != 1 || len(got) != 2 {
+		t.Errorf("failures = %v, want alice 5 and the address 1", got)
 	}
 	sameTime(t, "alice's last failure", got["user:alice"].Last, stamp(20))
+
+	// A key at its limit refuses the reservation, and the others are
+	// not counted either.
+	reserved, err = s.ReserveSignInAttempt(ctx, []string{"ip:192.0.2.7", "user:alice"}, []int{20, 5}, stamp(25), stamp(0))
+	ok(t, err, "ReserveSignInAttempt at the limit")
+	got, err = s.SignInFailures(ctx, keys, stamp(0))
+	ok(t, err, "SignInFailures")
+	if reserved || got["user:alice"].Count != 5 || got["ip:192.0.2.7"].Count != 1 {
+		t.Errorf("an attempt past alice's limit: counted %v, failures %v; want nothing changed", reserved, got)
+	}
+	sameTime(t, "alice's last failure after a refused attempt", got["user:alice"].Last, stamp(20))
 
 	// Counts whose last failure is older than since do not show, and
 	// start again from one.
 	got, err = s.SignInFailures(ctx, keys, stamp(15))
 	ok(t, err, "SignInFailures since 15")
-	if _, old := got["ip:192.0.2.7"]; old || got["user:alice"].Count != 1+concurrent {
+	if _, old := got["ip:192.0.2.7"]; old || got["user:alice"].Count != 5 {
 		t.Errorf("failures since 15 = %v, want alice only", got)
 	}
-	ok(t, s.RecordSignInFailure(ctx, []string{"ip:192.0.2.7"}, stamp(30), stamp(15)), "RecordSignInFailure after decay")
+	_, err = s.ReserveSignInAttempt(ctx, []string{"ip:192.0.2.7"}, []int{20}, stamp(30), stamp(15))
+	ok(t, err, "ReserveSignInAttempt after decay")
 	got, err = s.SignInFailures(ctx, keys, stamp(15))
 	ok(t, err, "SignInFailures")
 	if got["ip:192.0.2.7"].Count != 1 {
 		t.Errorf("a decayed count restarted at %d, want 1", got["ip:192.0.2.7"].Count)
 	}
 
+	// Release takes one back; a count released to zero is gone.
+	ok(t, s.ReleaseSignInAttempt(ctx, append(keys, "user:nobody")), "ReleaseSignInAttempt")
+	got, err = s.SignInFailures(ctx, keys, stamp(0))
+	ok(t, err, "SignInFailures after release")
+	if _, still := got["ip:192.0.2.7"]; still || got["user:alice"].Count != 4 {
+		t.Errorf("after a release: %v, want alice 4 and no address", got)
+	}
+
 	ok(t, s.ResetSignInFailures(ctx, "user:alice"), "ResetSignInFailures")
 	ok(t, s.ResetSignInFailures(ctx, "user:nobody"), "ResetSignInFailures of an unknown key")
 	got, err = s.SignInFailures(ctx, keys, stamp(0))
 	ok(t, err, "SignInFailures after reset")
-	if _, still := got["user:alice"]; still || got["ip:192.0.2.7"].Count != 1 {
+	if len(got) != 0 {
 		t.Errorf("after resetting alice: %v", got)
 	}
 }
