@@ -79,7 +79,10 @@ func (w *WebSocket) Read(ctx context.Context) (MessageType, []byte, error) {
 	case err == nil:
 		w.release()
 		return MessageType(typ), nil, fmt.Errorf("%w: more than %d bytes", ErrMessageTooBig, w.max)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case err == io.EOF, err == io.ErrUnexpectedEOF:
+		// The message's own end, as the reader reports it. A connection
+		// lost in mid-frame is an error that wraps io.ErrUnexpectedEOF:
+		// the part that arrived is no message.
 		return MessageType(typ), b[:n], nil
 	}
 	w.release()
