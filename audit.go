@@ -23,6 +23,14 @@ type AuditRecord struct {
 	Body        []byte   // canonical JSON of the event
 	PrevHash    []byte   // Hash of record Seq-1; 32 zero bytes for Seq 1
 	Hash        []byte   // ChainHash(PrevHash, Seq, Body)
+	// Stored is set by a store's ScanAudit: the columns above, from
+	// EventTime to Resources, are as the store holds them, empty ones
+	// included, and Indexed lists those of Resources that the store's
+	// resource index holds for the record. Lookups search those columns
+	// and that index, so the verifier holds them to the body. Appends
+	// ignore both; records read from elsewhere may come without them.
+	Stored  bool
+	Indexed []string
 }
 
 // GenesisHash is the PrevHash of the first record.

@@ -197,13 +197,29 @@ func lookupEvents(c *call) (any, error) {
 	return out, nil
 }
 
-// ExportedRecord is one audit record as ExportAuditRecords returns it.
+// ExportedRecord is one audit record as ExportAuditRecords returns it,
+// with the lookup columns and resource index the store holds for it, so
+// that a verifier can hold them to the body.
 type ExportedRecord struct {
 	Seq      int64
 	EventID  string `json:"EventId"`
 	Body     json.RawMessage
-	PrevHash string // hex
-	Hash     string // hex
+	PrevHash string         // hex
+	Hash     string         // hex
+	Stored   *StoredColumns `json:",omitempty"`
+}
+
+// StoredColumns are an audit record's lookup columns as stored (see
+// postern.AuditRecord.Stored).
+type StoredColumns struct {
+	EventTime   time.Time
+	EventName   string
+	EventSource string
+	UserName    string
+	AccessKeyID string `json:"AccessKeyId"`
+	ErrorCode   string
+	Resources   []string
+	Indexed     []string
 }
 
 func exportAuditRecords(c *call) (any, error) {
@@ -239,7 +255,12 @@ func exportAuditRecords(c *call) (any, error) {
 			b, _ := json.Marshal(string(r.Body))
 			body = b
 		}
-		out.Records = append(out.Records, ExportedRecord{r.Seq, r.EventID, body, hex.EncodeToString(r.PrevHash), hex.EncodeToString(r.Hash)})
+		er := ExportedRecord{Seq: r.Seq, EventID: r.EventID, Body: body, PrevHash: hex.EncodeToString(r.PrevHash), Hash: hex.EncodeToString(r.Hash)}
+		if r.Stored {
+			er.Stored = &StoredColumns{EventTime: r.EventTime, EventName: r.EventName, EventSource: r.EventSource, UserName: r.UserName,
+				AccessKeyID: r.AccessKeyID, ErrorCode: r.ErrorCode, Resources: r.Resources, Indexed: r.Indexed}
+		}
+		out.Records = append(out.Records, er)
 	}
 	if len(recs) == req.Limit {
 		out.NextSeq = recs[len(recs)-1].Seq + 1

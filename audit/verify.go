@@ -323,8 +323,11 @@ type recordedFields struct {
 }
 
 // checkBody checks that r's body is an event and that the lookup columns
-// agree with it. Columns other than EventID are compared only when set:
-// a Source that downloads records may not carry them.
+// agree with it. For a record read from a store (Stored) every column is
+// compared, empty or not, and so is the resource index: blanking a column
+// or deleting an index row would hide the record from lookups. Records
+// from elsewhere may come without their columns, so for them only the
+// columns that are set are compared.
 func checkBody(r *postern.AuditRecord, report func(ProblemKind, string, ...any)) {
 	var ev recordedFields
 	if err := json.Unmarshal(r.Body, &ev); err != nil {
@@ -335,7 +338,7 @@ func checkBody(r *postern.AuditRecord, report func(ProblemKind, string, ...any))
 		report(Altered, "its body names event %q", ev.EventID)
 	}
 	col := func(name, column, body string) {
-		if column != "" && column != body {
+		if (column != "" || r.Stored) && column != body {
 			report(Altered, "its %s column is %q but its body says %q", name, column, body)
 		}
 	}
@@ -344,20 +347,24 @@ func checkBody(r *postern.AuditRecord, report func(ProblemKind, string, ...any))
 	col("UserName", r.UserName, ev.UserIdentity.UserName)
 	col("AccessKeyID", r.AccessKeyID, ev.UserIdentity.AccessKeyID)
 	col("ErrorCode", r.ErrorCode, ev.ErrorCode)
-	if !r.EventTime.IsZero() {
-		if d := r.EventTime.Sub(ev.EventTime); d > timeSlack || d < -timeSlack {
+	if !r.EventTime.IsZero() || r.Stored {
+		if d := r.EventTime.Sub(ev.EventTime); d > timeSlack || d < -timeSlack || r.EventTime.IsZero() != ev.EventTime.IsZero() {
 			report(Altered, "its EventTime column is %s but its body says %s", stamp(r.EventTime), stamp(ev.EventTime))
 		}
 	}
-	if len(r.Resources) > 0 {
-		var arns []string
-		for _, res := range ev.Resources {
-			if res.ARN != "" {
-				arns = append(arns, res.ARN)
-			}
+	var arns []string
+	for _, res := range ev.Resources {
+		if res.ARN != "" {
+			arns = append(arns, res.ARN)
 		}
-		if !slices.Equal(arns, r.Resources) {
-			report(Altered, "its Resources column does not match its body")
+	}
+	if (len(r.Resources) > 0 || r.Stored) && !slices.Equal(arns, r.Resources) {
+		report(Altered, "its Resources column does not match its body")
+	}
+	if r.Stored {
+		indexed := slices.Sorted(slices.Values(r.Indexed))
+		if want := slices.Compact(slices.Sorted(slices.Values(arns))); !slices.Equal(slices.Compact(indexed), want) {
+			report(Altered, "the resource index holds %d of its %d resources: lookups by resource would miss it", len(slices.Compact(indexed)), len(want))
 		}
 	}
 }

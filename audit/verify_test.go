@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -169,6 +170,53 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			}
 			if !strings.HasPrefix(rep.String(), "FAILED: ") {
 				t.Errorf("String() does not start with the verdict:\n%s", rep)
+			}
+		})
+	}
+}
+
+// A record read from a store carries its lookup columns and resource
+// index as stored: each must agree with the body, empty ones included.
+func TestVerifyHoldsStoredColumnsToTheBody(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		tamper func(r *postern.AuditRecord)
+	}{
+		{"nothing", func(*postern.AuditRecord) {}},
+		{"user name blanked", func(r *postern.AuditRecord) { r.UserName = "" }},
+		{"event name blanked", func(r *postern.AuditRecord) { r.EventName = "" }},
+		{"event time blanked", func(r *postern.AuditRecord) { r.EventTime = time.Time{} }},
+		{"resources blanked", func(r *postern.AuditRecord) { r.Resources = nil; r.Indexed = nil }},
+		{"index rows deleted", func(r *postern.AuditRecord) { r.Indexed = nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, st, pub := signedTrail(t)
+			for i := range st.recs {
+				st.recs[i].Stored = true
+				st.recs[i].Indexed = slices.Clone(st.recs[i].Resources)
+			}
+			if len(st.recs[3].Resources) == 0 || st.recs[3].UserName == "" {
+				t.Fatalf("record 4 has no resources or user to tamper with: %+v", st.recs[3])
+			}
+			tc.tamper(&st.recs[3])
+			rep, err := Verify(ctx, st, pub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.name == "nothing" {
+				if !rep.OK() {
+					t.Fatalf("an untouched stored trail does not verify:\n%s", rep)
+				}
+				return
+			}
+			if rep.OK() {
+				t.Fatalf("tampering not detected:\n%s", rep)
+			}
+			for _, p := range rep.Problems {
+				if p.Seq != 4 || p.Kind != Altered {
+					t.Errorf("want record 4 altered and nothing else, got:\n%s", rep)
+				}
 			}
 		})
 	}

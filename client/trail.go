@@ -108,19 +108,34 @@ func LookupEvents(ctx context.Context, cfg aws.Config, in *LookupEventsInput) (*
 	return &out, nil
 }
 
-// ExportedRecord is one record of ExportAuditRecords: the stored body and
-// its place in the hash chain.
+// ExportedRecord is one record of ExportAuditRecords: the stored body, its
+// place in the hash chain, and the lookup columns and resource index the
+// server's store holds for it.
 type ExportedRecord struct {
 	Seq      int64
 	EventID  string `json:"EventId"`
 	Body     json.RawMessage
 	PrevHash string // hex
 	Hash     string // hex
+	Stored   *struct {
+		EventTime   time.Time
+		EventName   string
+		EventSource string
+		UserName    string
+		AccessKeyID string `json:"AccessKeyId"`
+		ErrorCode   string
+		Resources   []string
+		Indexed     []string
+	}
 }
 
 // Record converts r to the domain type that package audit verifies.
 func (r *ExportedRecord) Record() (postern.AuditRecord, error) {
 	rec := postern.AuditRecord{Seq: r.Seq, EventID: r.EventID, Body: []byte(r.Body)}
+	if c := r.Stored; c != nil {
+		rec.Stored, rec.EventTime, rec.EventName, rec.EventSource = true, c.EventTime, c.EventName, c.EventSource
+		rec.UserName, rec.AccessKeyID, rec.ErrorCode, rec.Resources, rec.Indexed = c.UserName, c.AccessKeyID, c.ErrorCode, c.Resources, c.Indexed
+	}
 	// A body that is not valid JSON (which only tampering produces) comes
 	// as a JSON string of the stored bytes; unwrap it so that the verifier
 	// sees what is stored and reports the record.

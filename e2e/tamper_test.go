@@ -157,6 +157,35 @@ func TestAuditTamper(t *testing.T) {
 		}
 	})
 
+	// Blanking the columns lookups search, and the record's rows in the
+	// resource index, hides a record from every lookup while its body and
+	// the chain stay as signed: verify holds them to the body.
+	t.Run("hidden from lookups", func(t *testing.T) {
+		t.Parallel()
+		dir := copyDir(t, s.DataDir)
+		db := openDB(t, dir)
+		seq := seqOf(t, db, "u4")
+		for _, q := range []string{
+			`UPDATE audit_records SET user_name = '', access_key_id = '', error_code = '', event_name = '', event_source = '',
+				resources = '[]', event_time = NULL WHERE seq = ?`,
+			`DELETE FROM audit_resources WHERE seq = ?`,
+		} {
+			if _, err := db.Exec(q, seq); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		}
+		db.Close()
+
+		r := startServerIn(t, dir)
+		out, code := verifyTrail(t, r)
+		if code == 0 {
+			t.Fatalf("postern audit verify exits 0 after record %d was hidden from lookups:\n%s", seq, out)
+		}
+		if !regexp.MustCompile(fmt.Sprintf(`(?m)record %d\b.*altered`, seq)).MatchString(out) {
+			t.Errorf("postern audit verify does not say that record %d was altered:\n%s", seq, out)
+		}
+	})
+
 	t.Run("removed", func(t *testing.T) {
 		t.Parallel()
 		dir := copyDir(t, s.DataDir)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -360,8 +361,62 @@ func (s *Store) ScanAudit(ctx context.Context, from int64, limit int) ([]postern
 	if limit <= 0 {
 		limit = DefaultScanLimit
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_records r WHERE r.seq >= ? ORDER BY r.seq LIMIT ?`, from, limit)
-	return scanAudit(ctx, rows, err, "read audit records")
+	var recs []postern.AuditRecord
+	err := s.readTx(ctx, "read audit records", func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_records r WHERE r.seq >= ? ORDER BY r.seq LIMIT ?`, from, limit)
+		if recs, err = scanAudit(ctx, rows, err, "read audit records"); err != nil || len(recs) == 0 {
+			return err
+		}
+		return indexedResources(ctx, tx, recs)
+	})
+	return recs, err
+}
+
+// indexedResources marks recs as read from the store and fills their
+// Indexed: which of each record's Resources the resource index holds. It
+// asks the index for the page's resources over the page's seq range, a
+// range of the (resource, seq) key each.
+func indexedResources(ctx context.Context, tx *sql.Tx, recs []postern.AuditRecord) error {
+	bySeq := make(map[int64]*postern.AuditRecord, len(recs))
+	var names []string
+	seen := map[string]bool{}
+	for i := range recs {
+		r := &recs[i]
+		r.Stored = true
+		bySeq[r.Seq] = r
+		for _, res := range r.Resources {
+			if !seen[res] {
+				seen[res] = true
+				names = append(names, res)
+			}
+		}
+	}
+	lo, hi := recs[0].Seq, recs[len(recs)-1].Seq
+	for len(names) > 0 {
+		chunk := names[:min(len(names), 500)]
+		names = names[len(chunk):]
+		in, args := idFilter("resource", chunk)
+		rows, err := tx.QueryContext(ctx, `SELECT resource, seq FROM audit_resources`+in+` AND seq >= ? AND seq <= ?`, append(args, lo, hi)...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var res string
+			var seq int64
+			if err := rows.Scan(&res, &seq); err != nil {
+				rows.Close()
+				return err
+			}
+			if r := bySeq[seq]; r != nil && slices.Contains(r.Resources, res) {
+				r.Indexed = append(r.Indexed, res)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PutAuditDigest stores a signed digest. Several digests may cover the

@@ -144,6 +144,10 @@ func testAuditAppend(t *testing.T, s postern.Store) {
 	verifyChain(t, recs)
 	for i, want := range []*postern.AuditRecord{r1, r2, r3} {
 		sameRecord(t, &recs[i], want)
+		// What the store holds for lookups comes along, for the verifier.
+		if !recs[i].Stored || !slices.Equal(slices.Sorted(slices.Values(recs[i].Indexed)), slices.Sorted(slices.Values(want.Resources))) {
+			t.Errorf("record %d: Stored %v, Indexed %v; want true and its resources %v", recs[i].Seq, recs[i].Stored, recs[i].Indexed, want.Resources)
+		}
 	}
 }
 
