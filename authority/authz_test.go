@@ -41,3 +41,50 @@ func TestConditionKeysDifferingInCaseKeepEveryValue(t *testing.T) {
 		}
 	}
 }
+
+// A stored policy that no longer parses grants nothing; one that may hold
+// a Deny denies everything, since skipping it would grant what its Deny
+// took away.
+func TestUnparsableStoredPolicy(t *testing.T) {
+	ctx := t.Context()
+	st, sealer := sqlitetest.Open(t)
+	auth := authority.New(authority.Config{Region: "us-east-1", Account: "123456789012"}, st, sealer, nil)
+	for _, name := range []string{"carol", "dave"} {
+		if _, err := auth.CreateUser(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if err := auth.PutPolicy(ctx, &postern.InlinePolicy{OwnerKind: postern.PolicyOwnerUser, OwnerName: name, Name: "allow",
+			Document: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:*","Resource":"*"}]}`}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Written past PutPolicy's check, as a document valid once would be.
+	broken := map[string]string{
+		"carol": `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ec2:TerminateInstances","Resource":"*","Condition":{"NoSuchOperator":{"a":"b"}}}]}`,
+		"dave":  `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:*","Resource":"*","Condition":{"NoSuchOperator":{"a":"b"}}}]}`,
+	}
+	for name, doc := range broken {
+		if err := st.PutPolicy(ctx, &postern.InlinePolicy{OwnerKind: postern.PolicyOwnerUser, OwnerName: name, Name: "broken", Document: doc}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	auth.InvalidateIdentities()
+	for _, tc := range []struct {
+		user, action string
+		allowed      bool
+	}{
+		{"carol", "ec2:DescribeInstances", false},
+		{"carol", "ec2:TerminateInstances", false},
+		{"dave", "ec2:DescribeInstances", true},
+		{"dave", "iam:CreateUser", false},
+	} {
+		u, err := st.GetUser(ctx, tc.user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = auth.Authorize(ctx, &authority.Principal{User: *u, ARN: auth.UserARN(tc.user)}, authority.Access{Action: tc.action, Resource: "*"}, authority.Env{})
+		if allowed := err == nil; allowed != tc.allowed || (err != nil && !postern.IsKind(err, postern.KindDenied)) {
+			t.Errorf("%s %s: err = %v, want allowed %v", tc.user, tc.action, err, tc.allowed)
+		}
+	}
+}

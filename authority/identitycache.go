@@ -2,6 +2,8 @@ package authority
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/postern-dev/postern"
@@ -40,20 +42,34 @@ func (a *Authority) identityOf(ctx context.Context, name string) (postern.User, 
 	}
 	docs := make([]policy.NamedDocument, 0, len(stored))
 	for _, sp := range stored {
-		doc, err := a.parsed(sp.Document)
-		if err != nil {
-			// A stored document was valid when it was put; if it no
-			// longer parses, it grants nothing rather than failing every
-			// call of the user.
-			a.log.Error("stored policy does not parse", "owner", sp.OwnerName, "policy", sp.Name, "err", err)
-			continue
-		}
 		pname := sp.Name
 		if sp.OwnerKind == postern.PolicyOwnerGroup {
 			pname = "group/" + sp.OwnerName + "/" + sp.Name
+		}
+		doc, err := a.parsed(sp.Document)
+		if err != nil {
+			// A stored document was valid when it was put; if it no
+			// longer parses, it grants nothing. Should it hold a Deny,
+			// skipping it would grant what the Deny took away: such a
+			// document denies everything until it is mended.
+			a.log.Error("stored policy does not parse", "owner", sp.OwnerName, "policy", sp.Name, "err", err)
+			if !strings.Contains(strings.ToLower(sp.Document), "deny") {
+				continue
+			}
+			doc, pname = denyAll(), pname+" (does not parse: denies everything)"
 		}
 		docs = append(docs, policy.NamedDocument{Name: pname, Doc: doc})
 	}
 	a.identities.Put(name, identity{user: *u, docs: docs}, now, gen)
 	return *u, docs, nil
 }
+
+// denyAll stands in for a stored document that no longer parses and may
+// hold a Deny.
+var denyAll = sync.OnceValue(func() *policy.Document {
+	d, err := policy.Parse([]byte(`{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*"}]}`))
+	if err != nil {
+		panic(err)
+	}
+	return d
+})
