@@ -2,8 +2,12 @@ package authority
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -274,3 +278,56 @@ func IsSignInError(err error) (*SignInError, bool) {
 
 // SetClock replaces the authority's clock, for tests of expiry and codes.
 func (a *Authority) SetClock(now func() time.Time) { a.now = now }
+
+// Device tokens mark a browser that has signed in as a user before. The
+// console counts failed sign-ins from such a browser under the token, not
+// under the user name, so that someone who guesses at the name from
+// elsewhere, and so locks it, does not lock the user out of browsers they
+// already use (OWASP's "device cookies"). A token is sealed with the
+// server's secrets key, which every replica shares.
+
+// DeviceTokenLifetime is how long a device token is honoured.
+const DeviceTokenLifetime = 90 * 24 * time.Hour
+
+// deviceAD binds sealed device tokens to their use.
+var deviceAD = []byte("postern-console-device-v1")
+
+// DeviceToken returns a new device token for user, issued at now.
+func (a *Authority) DeviceToken(user string, now time.Time) (string, error) {
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return "", err
+	}
+	plain := hex.EncodeToString(id) + "\n" + strconv.FormatInt(now.Unix(), 10) + "\n" + user
+	sealed, err := a.sealer.Seal([]byte(plain), deviceAD)
+	if err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(sealed), nil
+}
+
+// CheckDeviceToken returns the id of token when it is a device token of
+// user that has not outlived DeviceTokenLifetime at now.
+func (a *Authority) CheckDeviceToken(token, user string, now time.Time) (string, bool) {
+	if token == "" || len(token) > 512 {
+		return "", false
+	}
+	sealed, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return "", false
+	}
+	plain, err := a.sealer.Open(sealed, deviceAD)
+	if err != nil {
+		return "", false
+	}
+	id, rest, _ := strings.Cut(string(plain), "\n")
+	issued, name, _ := strings.Cut(rest, "\n")
+	at, err := strconv.ParseInt(issued, 10, 64)
+	if err != nil || name != user || len(id) != 32 {
+		return "", false
+	}
+	if age := now.Sub(time.Unix(at, 0)); age < -time.Minute || age > DeviceTokenLifetime {
+		return "", false
+	}
+	return id, true
+}

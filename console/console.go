@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,10 @@ const (
 	SessionPath = Prefix + "/api/session"
 	// CookieName is the session cookie, scoped to Prefix.
 	CookieName = "postern_console"
+	// DeviceCookieName marks a browser that signed in as a user before
+	// (authority.DeviceToken): its failed sign-ins count under it rather
+	// than under the user name, which others may have locked.
+	DeviceCookieName = "postern_console_device"
 )
 
 // Defaults of the session lifetimes.
@@ -242,7 +247,13 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	ip := api.SourceIP(r)
-	keys := []string{"user:" + truncate(req.User, 128), "ip:" + ip.String()}
+	userKey := "user:" + truncate(req.User, 128)
+	keys := []string{userKey, "ip:" + ip.String()}
+	if c, err := r.Cookie(DeviceCookieName); err == nil {
+		if id, ok := s.auth.CheckDeviceToken(c.Value, req.User, now); ok {
+			keys[0] = "device:" + id
+		}
+	}
 	ev := s.event(r, "ConsoleLogin")
 	ev.ResponseElements = map[string]any{"ConsoleLogin": "Failure"}
 	extra := map[string]any{"LoginTo": "https://" + truncate(r.Host, 256) + Prefix, "MobileVersion": "No", "MFAUsed": "No"}
@@ -325,8 +336,10 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := s.limit.reset(r.Context(), keys[0]); err != nil {
-		s.log.Warn("cannot reset the failed sign-in count", "err", err)
+	for _, k := range slices.Compact([]string{keys[0], userKey}) {
+		if err := s.limit.reset(r.Context(), k); err != nil {
+			s.log.Warn("cannot reset the failed sign-in count", "err", err)
+		}
 	}
 	release(keys[1:]...)
 
@@ -360,6 +373,14 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		Name: CookieName, Value: base64.RawURLEncoding.EncodeToString(id), Path: Prefix,
 		Expires: cs.ExpiresAt, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode,
 	})
+	if token, err := s.auth.DeviceToken(u.Name, now); err != nil {
+		s.log.Warn("cannot make a device token", "err", err)
+	} else {
+		http.SetCookie(w, &http.Cookie{
+			Name: DeviceCookieName, Value: token, Path: SignInPath,
+			Expires: now.Add(authority.DeviceTokenLifetime), HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode,
+		})
+	}
 	writeJSON(w, http.StatusOK, sessionInfo{User: u.Name, ARN: s.auth.UserARN(u.Name), MFA: cs.MFA, ExpiresAt: cs.ExpiresAt})
 }
 

@@ -310,6 +310,69 @@ func TestSuccessesDoNotCountAgainstTheAddress(t *testing.T) {
 	}
 }
 
+// signInFrom signs in from ip with the given cookies.
+func (f *fixture) signInFrom(ip, user, pw string, cookies ...*http.Cookie) response {
+	f.t.Helper()
+	r := httptest.NewRequest(http.MethodPost, "https://"+host+SignInPath, strings.NewReader(signInBody(user, pw, "")))
+	r.RemoteAddr = ip + ":4444"
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Origin", "https://"+host)
+	for _, c := range cookies {
+		r.AddCookie(c)
+	}
+	w := httptest.NewRecorder()
+	f.h.ServeHTTP(w, r)
+	resp := response{ResponseRecorder: w}
+	_ = json.Unmarshal(w.Body.Bytes(), &resp.body)
+	return resp
+}
+
+// deviceCookie is the device cookie a successful sign-in set.
+func deviceCookie(t *testing.T, r response) *http.Cookie {
+	t.Helper()
+	for _, c := range r.Result().Cookies() {
+		if c.Name == DeviceCookieName {
+			if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteStrictMode || c.Path != SignInPath {
+				t.Errorf("device cookie %+v: want HttpOnly, Secure, SameSite=Strict, Path %s", c, SignInPath)
+			}
+			return c
+		}
+	}
+	t.Fatalf("the sign-in set no device cookie")
+	return nil
+}
+
+// Someone who locks a user name by guessing at it does not lock the user
+// out of a browser they signed in from before; every other browser stays
+// locked out, and the device cookie counts for its own user only.
+func TestLockoutSparesKnownDevices(t *testing.T) {
+	f := newFixture(t)
+	aliceDevice := deviceCookie(t, f.signInFrom("203.0.113.5", "alice", passwords["alice"]))
+	bobDevice := deviceCookie(t, f.signInFrom("203.0.113.6", "bob", passwords["bob"]))
+	forged := &http.Cookie{Name: DeviceCookieName, Value: base64.RawURLEncoding.EncodeToString([]byte(strings.Repeat("x", 60)))}
+	for round := range 3 {
+		// Five guesses from the attacker's address, spaced past the
+		// delays, lock the name.
+		for range DefaultLimits.LockAfter {
+			f.signInFrom("198.51.100.66", "alice", "not her password")
+			f.clock.add(time.Minute)
+		}
+		f.signInFrom("198.51.100.67", "alice", passwords["alice"]).want(t, http.StatusTooManyRequests, "TooManyAttempts")
+		f.signInFrom("198.51.100.67", "alice", passwords["alice"], bobDevice).want(t, http.StatusTooManyRequests, "TooManyAttempts")
+		f.signInFrom("198.51.100.67", "alice", passwords["alice"], forged).want(t, http.StatusTooManyRequests, "TooManyAttempts")
+		r := f.signInFrom("203.0.113.5", "alice", passwords["alice"], aliceDevice)
+		r.want(t, http.StatusOK, "")
+		aliceDevice = deviceCookie(t, r)
+		f.clock.add(time.Duration(round+1) * time.Minute)
+	}
+	// The device's own failures lock the device.
+	for range DefaultLimits.LockAfter {
+		f.signInFrom("203.0.113.5", "alice", "a slip of the finger", aliceDevice)
+		f.clock.add(time.Minute)
+	}
+	f.signInFrom("203.0.113.5", "alice", passwords["alice"], aliceDevice).want(t, http.StatusTooManyRequests, "TooManyAttempts")
+}
+
 func TestLockoutPerAddress(t *testing.T) {
 	f := newFixture(t)
 	lim := DefaultLimits
