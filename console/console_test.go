@@ -96,6 +96,11 @@ func (f *fixture) do(method, path, body string, cookie *http.Cookie, hdr map[str
 	if cookie != nil {
 		r.AddCookie(cookie)
 	}
+	return f.serve(r)
+}
+
+// serve runs r through the console and decodes its JSON answer.
+func (f *fixture) serve(r *http.Request) response {
 	w := httptest.NewRecorder()
 	f.h.ServeHTTP(w, r)
 	resp := response{ResponseRecorder: w}
@@ -320,11 +325,7 @@ func (f *fixture) signInFrom(ip, user, pw string, cookies ...*http.Cookie) respo
 	for _, c := range cookies {
 		r.AddCookie(c)
 	}
-	w := httptest.NewRecorder()
-	f.h.ServeHTTP(w, r)
-	resp := response{ResponseRecorder: w}
-	_ = json.Unmarshal(w.Body.Bytes(), &resp.body)
-	return resp
+	return f.serve(r)
 }
 
 // deviceCookie is the device cookie a successful sign-in set.

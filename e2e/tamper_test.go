@@ -147,14 +147,7 @@ func TestAuditTamper(t *testing.T) {
 		}
 		db.Close()
 
-		r := startServerIn(t, dir)
-		out, code := verifyTrail(t, r)
-		if code == 0 {
-			t.Fatalf("postern audit verify exits 0 after record %d was altered:\n%s", seq, out)
-		}
-		if !regexp.MustCompile(fmt.Sprintf(`(?m)record %d\b.*altered`, seq)).MatchString(out) {
-			t.Errorf("postern audit verify does not say that record %d was altered:\n%s", seq, out)
-		}
+		wantVerifyFails(t, dir, seq, "altered", "altered")
 	})
 
 	// Blanking the columns lookups search, and the record's rows in the
@@ -165,25 +158,11 @@ func TestAuditTamper(t *testing.T) {
 		dir := copyDir(t, s.DataDir)
 		db := openDB(t, dir)
 		seq := seqOf(t, db, "u4")
-		for _, q := range []string{
+		execOnRecord(t, db, seq,
 			`UPDATE audit_records SET user_name = '', access_key_id = '', error_code = '', event_name = '', event_source = '',
 				resources = '[]', event_time = NULL WHERE seq = ?`,
-			`DELETE FROM audit_resources WHERE seq = ?`,
-		} {
-			if _, err := db.Exec(q, seq); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
-		}
-		db.Close()
-
-		r := startServerIn(t, dir)
-		out, code := verifyTrail(t, r)
-		if code == 0 {
-			t.Fatalf("postern audit verify exits 0 after record %d was hidden from lookups:\n%s", seq, out)
-		}
-		if !regexp.MustCompile(fmt.Sprintf(`(?m)record %d\b.*altered`, seq)).MatchString(out) {
-			t.Errorf("postern audit verify does not say that record %d was altered:\n%s", seq, out)
-		}
+			`DELETE FROM audit_resources WHERE seq = ?`)
+		wantVerifyFails(t, dir, seq, "hidden from lookups", "altered")
 	})
 
 	t.Run("removed", func(t *testing.T) {
@@ -191,20 +170,32 @@ func TestAuditTamper(t *testing.T) {
 		dir := copyDir(t, s.DataDir)
 		db := openDB(t, dir)
 		seq := seqOf(t, db, "u3")
-		for _, q := range []string{`DELETE FROM audit_records WHERE seq = ?`, `DELETE FROM audit_resources WHERE seq = ?`} {
-			if _, err := db.Exec(q, seq); err != nil {
-				t.Fatalf("%s: %v", q, err)
-			}
-		}
-		db.Close()
-
-		r := startServerIn(t, dir)
-		out, code := verifyTrail(t, r)
-		if code == 0 {
-			t.Fatalf("postern audit verify exits 0 after record %d was removed:\n%s", seq, out)
-		}
-		if !regexp.MustCompile(fmt.Sprintf(`(?m)record %d\b.*(removed|missing)`, seq)).MatchString(out) {
-			t.Errorf("postern audit verify does not say that record %d was removed:\n%s", seq, out)
-		}
+		execOnRecord(t, db, seq, `DELETE FROM audit_records WHERE seq = ?`, `DELETE FROM audit_resources WHERE seq = ?`)
+		wantVerifyFails(t, dir, seq, "removed", "(removed|missing)")
 	})
+}
+
+// execOnRecord runs each query with seq as its argument, then closes db.
+func execOnRecord(t *testing.T, db *sql.DB, seq int64, queries ...string) {
+	t.Helper()
+	for _, q := range queries {
+		if _, err := db.Exec(q, seq); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+}
+
+// wantVerifyFails starts a server on dir, in which record seq was
+// tampered with (what says how), and checks that postern audit verify
+// fails and names the record on a line matching says.
+func wantVerifyFails(t *testing.T, dir string, seq int64, what, says string) {
+	t.Helper()
+	out, code := verifyTrail(t, startServerIn(t, dir))
+	if code == 0 {
+		t.Fatalf("postern audit verify exits 0 after record %d was %s:\n%s", seq, what, out)
+	}
+	if !regexp.MustCompile(fmt.Sprintf(`(?m)record %d\b.*%s`, seq, says)).MatchString(out) {
+		t.Errorf("postern audit verify does not say that record %d was %s:\n%s", seq, what, out)
+	}
 }
