@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strconv"
 	"time"
 
 	"github.com/postern-dev/postern"
+	"github.com/postern-dev/postern/atomicfile"
 )
 
 // DefaultDigestInterval is how often RunDigests signs when it is given no
@@ -90,6 +94,9 @@ func (t *Trail) Digest(ctx context.Context) (*postern.AuditDigest, error) {
 			return nil, nil
 		}
 	}
+	if err := t.restoreKept(ctx); err != nil {
+		return nil, err
+	}
 	prev := t.last
 	if prev == nil {
 		if prev, err = t.findLast(ctx, tip.Seq); err != nil {
@@ -112,10 +119,76 @@ func (t *Trail) Digest(ctx context.Context) (*postern.AuditDigest, error) {
 		return nil, postern.Internal(err, "store the audit digest")
 	}
 	t.last = d
+	t.keep(d)
 	if problem != nil {
 		return d, postern.Internal(fmt.Errorf("%w: %s", errChainBroken, problem), "the audit chain is broken at record %d", problem.Seq)
 	}
 	return d, nil
+}
+
+// KeepNewestDigest has the Trail keep a copy of each digest it signs in
+// the file at path, outside the store. Digests live beside the records
+// they cover: whoever can rewrite the records can delete the newest
+// digests too, and a server would then sign over the rewrite. When the
+// store no longer holds the kept digest, the next Digest puts it back
+// before it checks the chain, so the rewrite is reported, there and by
+// Verify, instead of being signed over.
+func (t *Trail) KeepNewestDigest(path string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.kept = path
+}
+
+// keep writes d to the kept copy; a failure is logged, not returned: the
+// digest is stored already.
+func (t *Trail) keep(d *postern.AuditDigest) {
+	if t.kept == "" {
+		return
+	}
+	b, err := json.Marshal(d)
+	if err == nil {
+		err = atomicfile.Write(t.kept, b, 0o600)
+	}
+	if err != nil {
+		t.log.Error("cannot keep a copy of the audit digest", "path", t.kept, "err", err)
+	}
+}
+
+// restoreKept puts the kept digest back into the store when the store no
+// longer holds it, and makes it the previous digest when it is newer.
+func (t *Trail) restoreKept(ctx context.Context) error {
+	if t.kept == "" {
+		return nil
+	}
+	b, err := os.ReadFile(t.kept)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	var d postern.AuditDigest
+	if err == nil {
+		err = json.Unmarshal(b, &d)
+	}
+	if err != nil || !t.ours(&d) {
+		t.log.Error("the kept copy of the newest audit digest is unreadable or not signed by this key", "path", t.kept, "err", err)
+		return nil
+	}
+	stored, err := t.st.ListAuditDigests(ctx, d.Seq)
+	if err != nil {
+		return postern.Internal(err, "read the audit digests")
+	}
+	for _, s := range stored {
+		if s.Seq == d.Seq && bytes.Equal(s.Signature, d.Signature) {
+			t.remember(&d)
+			return nil
+		}
+	}
+	t.log.Error("the newest audit digest this server signed is gone from the store; putting it back",
+		"seq", d.Seq, "signed", d.Time.Format(time.RFC3339Nano))
+	if err := t.st.PutAuditDigest(ctx, &d); err != nil {
+		return postern.Internal(err, "put back the audit digest")
+	}
+	t.remember(&d)
+	return nil
 }
 
 // remember makes d the previous digest if it is newer than the one known.

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -339,5 +340,45 @@ func TestDigestAfterTruncationAndRestart(t *testing.T) {
 	restarted.now = tr.now
 	if d, err := restarted.Digest(ctx); err != nil || d == nil || d.Seq != 4 {
 		t.Errorf("%+v %v", d, err)
+	}
+}
+
+// Whoever can rewrite the records can delete the newest digests too; the
+// copy a Trail keeps outside the store puts the newest one back, so that a
+// restarted server reports the rewrite instead of signing over it, and
+// Verify sees it.
+func TestKeptDigestOutlivesItsDeletion(t *testing.T) {
+	ctx := context.Background()
+	kept := filepath.Join(t.TempDir(), "audit-digest.json")
+	tr, st, pub := newTestTrail(t, 5)
+	tr.KeepNewestDigest(kept)
+	for range 2 {
+		if _, err := tr.Digest(ctx); err != nil {
+			t.Fatal(err)
+		}
+		record(t, tr, 3)
+	}
+	// The newest digest covers record 8; delete it and rewrite record 7,
+	// which only it covered, with the chain recomputed after it.
+	st.digests = st.digests[:1]
+	st.recs[6].Body = bytes.Replace(st.recs[6].Body, []byte("Call6"), []byte("CallX"), 1)
+	st.recs[6].EventName = "CallX"
+	st.rechain(6)
+
+	restarted := NewTrail(st, tr.key, nil)
+	restarted.KeepNewestDigest(kept)
+	if _, err := restarted.Digest(ctx); !errors.Is(err, errChainBroken) {
+		t.Errorf("the restarted server's Digest = %v, want the chain reported broken", err)
+	}
+	rep, err := Verify(ctx, st, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range rep.Problems {
+		found = found || p.Seq == 8 && p.Kind == Rewritten
+	}
+	if rep.OK() || !found {
+		t.Errorf("want record 8 reported rewritten:\n%s", rep)
 	}
 }

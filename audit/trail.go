@@ -47,6 +47,7 @@ type Trail struct {
 
 	mu   sync.Mutex           // serializes Digest
 	last *postern.AuditDigest // the newest digest (by time) known to be ours, or nil
+	kept string               // where KeepNewestDigest keeps a copy, or ""
 
 	amu      sync.Mutex // guards appended; never held during I/O
 	appended struct {

@@ -47,7 +47,8 @@ const (
 	dbFile          = "postern.db"
 	sealKeyFile     = "secrets.key"
 	auditKeyFile    = "audit.key"
-	kskFile         = "keysigning.key" // signs key records; agents pin its public half
+	auditDigestFile = "audit-digest.json" // the newest digest this server signed, kept outside the store
+	kskFile         = "keysigning.key"    // signs key records; agents pin its public half
 	AuditPubFile    = "audit.pub"
 	// CredentialsProfile is the profile name in CredentialsFile.
 	CredentialsProfile = "postern-admin"
@@ -214,6 +215,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, out func(string)
 	}
 	s.auth = authority.New(authority.Config{Region: cfg.Region, Account: account}, s.store, sealer, logger)
 	s.trail = audit.NewTrail(s.store, auditKey, logger)
+	s.trail.KeepNewestDigest(filepath.Join(cfg.DataDir, auditDigestFile))
 	if s.ksk, err = keyfile.LoadOrCreateEd25519(filepath.Join(cfg.DataDir, kskFile)); err != nil {
 		return nil, fmt.Errorf("key-signing key: %w", err)
 	}
