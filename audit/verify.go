@@ -362,9 +362,9 @@ func checkBody(r *postern.AuditRecord, report func(ProblemKind, string, ...any))
 		report(Altered, "its Resources column does not match its body")
 	}
 	if r.Stored {
-		indexed := slices.Sorted(slices.Values(r.Indexed))
-		if want := slices.Compact(slices.Sorted(slices.Values(arns))); !slices.Equal(slices.Compact(indexed), want) {
-			report(Altered, "the resource index holds %d of its %d resources: lookups by resource would miss it", len(slices.Compact(indexed)), len(want))
+		have := slices.Compact(slices.Sorted(slices.Values(r.Indexed)))
+		if want := slices.Compact(slices.Sorted(slices.Values(arns))); !slices.Equal(have, want) {
+			report(Altered, "the resource index holds %d of its %d resources: lookups by resource would miss it", len(have), len(want))
 		}
 	}
 }

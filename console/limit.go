@@ -40,10 +40,9 @@ type failureStore interface {
 }
 
 // limiter counts failed sign-ins per key ("user:alice", "ip:192.0.2.1",
-// or "device:ID" in place of the user for a browser that signed in as
-// that user before)
-// in the store, so that delays and locks hold across replicas; a count
-// whose last failure is older than LockFor is forgotten.
+// or "device:ID" in place of the user key for a browser that signed in as
+// that user before) in the store, so that delays and locks hold across
+// replicas; a count whose last failure is older than LockFor is forgotten.
 type limiter struct {
 	lim Limits
 	st  failureStore
